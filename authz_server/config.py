@@ -1,0 +1,51 @@
+"""Configuration: demo defaults, overridden by ``AS_*`` environment variables, then by test_config."""
+
+import os
+
+# Every setting, its default, and how to read it from the environment. The defaults make
+# `make demo` work on a laptop; every one of them can be moved with an environment variable.
+DEFAULTS = {
+    # The issuer may carry a path (http://host/realms/x); every route then lives under it.
+    "ISSUER": "http://localhost:8400",
+    "DATABASE_URL": "sqlite:///instance/authz_server.db",
+    # None → a random key generated once and kept in the database, shared by all workers.
+    "SECRET_KEY": None,
+    "SESSION_COOKIE_NAME": "uma_as_session",
+    # Lifetimes in seconds. Short access tokens, longer refresh tokens so an RS can keep a
+    # PAT alive while its owner is offline (UMA FedAuthz §1.3).
+    "ACCESS_TOKEN_TTL": 900,
+    "REFRESH_TOKEN_TTL": 30 * 24 * 3600,
+    "ID_TOKEN_TTL": 900,
+    "AUTHORIZATION_CODE_TTL": 120,
+    "TICKET_TTL": 300,
+    # A superseded signing key stays in the JWKS this long, so tokens it signed still verify.
+    "KEY_GRACE_SECONDS": 24 * 3600,
+    # Keycloak-shaped aliases (/realms/<name>/...) for clients such as python-keycloak.
+    "KEYCLOAK_REALM": "uma-health",
+    # RFC 7591 open registration: anyone may register a client (a demo choice; see README).
+    "OPEN_REGISTRATION": True,
+    # Largest request body any endpoint accepts; protection API documents are small.
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+}
+
+_INTS = {k for k, v in DEFAULTS.items() if isinstance(v, int) and not isinstance(v, bool)}
+_BOOLS = {k for k, v in DEFAULTS.items() if isinstance(v, bool)}
+
+
+def from_environ(environ=os.environ) -> dict:
+    """Read ``AS_<NAME>`` variables (and plain ``DATABASE_URL``) over the defaults."""
+    config = dict(DEFAULTS)
+    if environ.get("DATABASE_URL"):
+        config["DATABASE_URL"] = environ["DATABASE_URL"]
+    for name in DEFAULTS:
+        raw = environ.get(f"AS_{name}")
+        if raw is None or raw == "":
+            continue
+        if name in _BOOLS:
+            config[name] = raw.strip().lower() in ("1", "true", "yes", "on")
+        elif name in _INTS:
+            config[name] = int(raw)
+        else:
+            config[name] = raw
+    config["ISSUER"] = config["ISSUER"].rstrip("/")
+    return config

@@ -1,0 +1,236 @@
+"""Tables of the authorization server: people, clients, tokens, resources, tickets, keys."""
+
+import hashlib
+import hmac
+import time
+import uuid
+from datetime import UTC, datetime
+
+from authlib.integrations.sqla_oauth2 import (
+    OAuth2AuthorizationCodeMixin,
+    OAuth2ClientMixin,
+    OAuth2TokenMixin,
+)
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .db import Base, UTCDateTime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def secret_digest(value: str) -> str:
+    """SHA-256 of a credential: tokens, tickets, codes and client secrets are stored this way."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+user_groups = Table(
+    "user_groups",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+
+
+class User(UserMixin, Base):
+    """A person who signs in, or a client's service account (the "organization" PAT owner)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The OIDC subject: opaque and never reassigned, unlike a username.
+    sub: Mapped[str] = mapped_column(String(64), unique=True, default=lambda: uuid.uuid4().hex)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str | None] = mapped_column(String(255), unique=True)
+    email_verified: Mapped[bool] = mapped_column(default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    is_service_account: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    groups: Mapped[list[Group]] = relationship(secondary=user_groups, lazy="selectin")
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)  # scrypt by default
+
+    def check_password(self, password: str) -> bool:
+        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+    def get_user_id(self) -> int:
+        return self.id
+
+    @property
+    def is_active(self) -> bool:
+        # Service accounts own resources but never sign in.
+        return not self.is_service_account
+
+    @property
+    def group_names(self) -> list[str]:
+        return sorted(g.name for g in self.groups)
+
+
+PUBLIC_CLIENT_AUTH = "none"
+SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+class Client(OAuth2ClientMixin, Base):
+    """An OAuth client: the EHR (an RS), the doctor app, a dynamically registered RP."""
+
+    __tablename__ = "clients"
+    __table_args__ = (Index("uq_clients_client_id", "client_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The user that owns resources registered with a client_credentials PAT.
+    service_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    service_account: Mapped[User | None] = relationship(lazy="joined")
+
+    # The mixin stores the secret as given; we keep only its digest.
+    def set_secret(self, plaintext: str | None) -> None:
+        self.client_secret = secret_digest(plaintext) if plaintext else None
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if not self.client_secret:
+            return False
+        return hmac.compare_digest(self.client_secret, secret_digest(client_secret))
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == PUBLIC_CLIENT_AUTH
+
+    @property
+    def claims_redirect_uris(self) -> list[str]:
+        return self.client_metadata.get("claims_redirect_uris", [])
+
+    @property
+    def display_name(self) -> str:
+        return self.client_name or self.client_id
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        # A confidential client may send its secret either way (RFC 6749 §2.3.1);
+        # a public client has none to send.
+        if self.is_public:
+            return method == PUBLIC_CLIENT_AUTH
+        return method in SECRET_AUTH_METHODS
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        # Exact string comparison (RFC 3986 §6.2.1), no prefix or pattern matching.
+        return redirect_uri in self.redirect_uris
+
+
+class AuthorizationCode(OAuth2AuthorizationCodeMixin, Base):
+    """A code of the authorization code flow; ``code`` holds its digest."""
+
+    __tablename__ = "authorization_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user: Mapped[User] = relationship(lazy="joined")
+
+    def is_expired(self) -> bool:
+        from flask import current_app
+
+        return self.auth_time + current_app.config["AUTHORIZATION_CODE_TTL"] < time.time()
+
+
+class Token(OAuth2TokenMixin, Base):
+    """An access token with its refresh token; both columns hold digests."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user: Mapped[User | None] = relationship(lazy="joined")
+    refresh_token_expires_at: Mapped[int] = mapped_column(Integer, default=0)
+
+    @property
+    def expires_at(self) -> int:
+        return self.issued_at + self.expires_in
+
+    def is_refresh_token_active(self) -> bool:
+        return not self.refresh_token_revoked_at and self.refresh_token_expires_at > time.time()
+
+    def get_user(self) -> User | None:
+        return self.user
+
+
+class Resource(Base):
+    """A resource registered by a resource server for one owner (UMA FedAuthz §3)."""
+
+    __tablename__ = "resources"
+    __table_args__ = (Index("ix_resources_owner_client", "owner_id", "client_pk"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_pk: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text)
+    type: Mapped[str | None] = mapped_column(String(500))
+    icon_uri: Mapped[str | None] = mapped_column(String(2000))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    # Internationalised variants such as "name#fr" (RFC 7591 §2.2).
+    localized: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow
+    )
+
+    owner: Mapped[User] = relationship(lazy="joined")
+    client: Mapped[Client] = relationship(lazy="joined")
+
+
+class PermissionTicket(Base):
+    """A permission ticket (UMA Grant §3.2): single-use, short-lived, stored as a digest."""
+
+    __tablename__ = "permission_tickets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_pk: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    # [{"resource_id": ..., "resource_scopes": [...]}, ...] exactly as the RS asked.
+    permissions: Mapped[list[dict]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SigningKey(Base):
+    """A private JWK. The newest one signs; superseded ones stay published for a grace period."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    private_jwk: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Setting(Base):
+    """Small server-wide values that must be the same in every worker (e.g. the session key)."""
+
+    __tablename__ = "settings"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

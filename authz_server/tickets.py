@@ -1,0 +1,116 @@
+"""Permission requests and tickets (UMA FedAuthz §4, UMA Grant §3.2, checklist 6.8).
+
+A ticket is 256 random bits, URL-safe, shown to the RS once and stored only as its SHA-256
+digest; it expires after a configurable lifetime and can be redeemed once.
+"""
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .errors import InvalidRequest, InvalidResourceId, InvalidScope
+from .models import Client, PermissionTicket, Resource, User, secret_digest, utcnow
+from .resources import parse_scope_list
+
+MAX_PERMISSIONS = 100
+
+
+@dataclass(frozen=True)
+class RequestedPermission:
+    resource_id: str
+    resource_scopes: list[str]
+
+
+def parse_permission_request(body) -> list[RequestedPermission]:
+    """One permission object, or an array of one or more (PERM-2). Repeated ids are merged."""
+    items = body if isinstance(body, list) else [body]
+    if not items:
+        raise InvalidRequest("The array of permissions is empty.")
+    if len(items) > MAX_PERMISSIONS:
+        raise InvalidRequest(f"At most {MAX_PERMISSIONS} permissions per request.")
+    merged: dict[str, list[str]] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidRequest("Each permission must be a JSON object.")
+        resource_id = item.get("resource_id")
+        if not isinstance(resource_id, str) or not resource_id:
+            raise InvalidRequest("'resource_id' is required and must be a string.")
+        if "resource_scopes" not in item:
+            raise InvalidRequest("'resource_scopes' is required (it may be an empty array).")
+        scopes = merged.setdefault(resource_id, [])
+        for scope in parse_scope_list(item["resource_scopes"]):
+            if scope not in scopes:
+                scopes.append(scope)
+    return [RequestedPermission(rid, scopes) for rid, scopes in merged.items()]
+
+
+def check_permissions(
+    session: Session, owner: User, rs: Client, permissions: list[RequestedPermission]
+) -> None:
+    """Every resource must be this RS's registration for this owner, every scope registered."""
+    ids = [p.resource_id for p in permissions]
+    found = {
+        r.id: r
+        for r in session.scalars(
+            select(Resource).where(
+                Resource.id.in_(ids), Resource.owner_id == owner.id, Resource.client_pk == rs.id
+            )
+        )
+    }
+    for permission in permissions:
+        resource = found.get(permission.resource_id)
+        if resource is None:
+            # Also for another owner's resource: one ticket speaks for one owner (PERM-5).
+            raise InvalidResourceId(
+                f"Resource '{permission.resource_id}' is not registered for this owner."
+            )
+        unknown = [s for s in permission.resource_scopes if s not in resource.scopes]
+        if unknown:
+            raise InvalidScope(
+                f"Scope(s) {', '.join(unknown)} are not registered for resource "
+                f"'{permission.resource_id}'."
+            )
+
+
+def issue_ticket(
+    session: Session,
+    owner: User,
+    rs: Client,
+    permissions: list[RequestedPermission],
+    ttl_seconds: int,
+) -> str:
+    """Store a new ticket for exactly these permissions and return its only plaintext copy."""
+    ticket = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        PermissionTicket(
+            ticket_digest=secret_digest(ticket),
+            owner_id=owner.id,
+            client_pk=rs.id,
+            permissions=[
+                {"resource_id": p.resource_id, "resource_scopes": p.resource_scopes}
+                for p in permissions
+            ],
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+        )
+    )
+    session.commit()
+    return ticket
+
+
+def request_permission(session: Session, owner: User, rs: Client, body, ttl_seconds: int) -> str:
+    """The permission endpoint's whole job: validate, then one ticket for all permissions."""
+    permissions = parse_permission_request(body)
+    check_permissions(session, owner, rs, permissions)
+    return issue_ticket(session, owner, rs, permissions, ttl_seconds)
+
+
+def find_ticket(session: Session, ticket: str) -> PermissionTicket | None:
+    """The ticket row for a presented value, whether or not it is still redeemable."""
+    return session.scalar(
+        select(PermissionTicket).where(PermissionTicket.ticket_digest == secret_digest(ticket))
+    )

@@ -1,0 +1,13 @@
+"""HTTP views, one blueprint per concern."""
+
+from . import auth, console, discovery, oauth, protection
+
+
+def init_app(app, csrf) -> None:
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(console.bp)
+    # Machine-to-machine endpoints authenticate with client credentials or tokens, never
+    # with the browser session, so CSRF does not apply to them.
+    for blueprint in (oauth.bp, discovery.bp, discovery.keycloak_bp, protection.bp):
+        csrf.exempt(blueprint)
+        app.register_blueprint(blueprint)

@@ -1,0 +1,123 @@
+"""The UMA protection API (FedAuthz §3–4): resource registration and the permission endpoint.
+
+Every call needs a PAT; the PAT names the owner, its client names the resource server.
+"""
+
+import functools
+
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint, current_app, g, jsonify, request, url_for
+
+from .. import db
+from ..discovery import PATHS
+from ..errors import ProtectionError, UnsupportedMethod
+from ..jsonbody import parse_json
+from ..oauth2 import query_client, require_oauth
+from ..resources import (
+    delete_resource,
+    describe,
+    get_resource,
+    list_resource_ids,
+    register_resource,
+    update_resource,
+)
+from ..tickets import request_permission
+
+bp = Blueprint("protection", __name__)
+
+RREG = PATHS["resource_registration_endpoint"]
+ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+UMA_PROTECTION = "uma_protection"
+
+
+def _json(body, status: int = 200, headers: dict | None = None):
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def pat_required(view):
+    """Authenticate the PAT (checklist PAT-2, PAT-3) and expose its owner and RS on ``g``."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        try:
+            token = require_oauth.acquire_token([UMA_PROTECTION])
+        except OAuth2Error as error:
+            status, body, headers = error()
+            response = _json(dict(body), status)
+            for name, value in headers:
+                if name.lower() == "www-authenticate":
+                    response.headers[name] = value
+            return response
+        g.owner = token.user
+        g.resource_server = query_client(token.client_id)
+        try:
+            return view(*args, **kwargs)
+        except ProtectionError as error:
+            return _protection_error(error)
+
+    return wrapper
+
+
+def _protection_error(error: ProtectionError, headers: dict | None = None):
+    return _json(error.body(), error.status_code, headers)
+
+
+def _body():
+    return parse_json(request.get_data(), request.content_type)
+
+
+def _policy_uri(resource_id: str) -> str:
+    return url_for("console.resource", resource_id=resource_id, _external=True)
+
+
+def _not_allowed(allowed: str):
+    error = UnsupportedMethod(f"{request.method} is not supported here; use {allowed}.")
+    return _protection_error(error, {"Allow": allowed})
+
+
+@bp.route(RREG, methods=ALL_METHODS, strict_slashes=False)
+@pat_required
+def resource_set_collection():
+    if request.method == "POST":
+        resource = register_resource(db.session(), g.owner, g.resource_server, _body())
+        location = url_for("protection.resource_set_item", resource_id=resource.id, _external=True)
+        return _json(
+            {"_id": resource.id, "user_access_policy_uri": _policy_uri(resource.id)},
+            201,
+            {"Location": location},
+        )
+    if request.method == "GET":
+        return _json(list_resource_ids(db.session(), g.owner, g.resource_server, request.args))
+    return _not_allowed("GET, POST")
+
+
+@bp.route(RREG + "/<resource_id>", methods=ALL_METHODS)
+@pat_required
+def resource_set_item(resource_id: str):
+    session = db.session()
+    if request.method == "GET":
+        resource = get_resource(session, g.owner, g.resource_server, resource_id)
+        return _json(describe(resource))
+    if request.method == "PUT":
+        resource = update_resource(session, g.owner, g.resource_server, resource_id, _body())
+        return _json({"_id": resource.id, "user_access_policy_uri": _policy_uri(resource.id)})
+    if request.method == "DELETE":
+        delete_resource(session, g.owner, g.resource_server, resource_id)
+        return "", 204
+    return _not_allowed("GET, PUT, DELETE")
+
+
+@bp.route(PATHS["permission_endpoint"], methods=ALL_METHODS, strict_slashes=False)
+@pat_required
+def permission():
+    if request.method != "POST":
+        return _not_allowed("POST")
+    ticket = request_permission(
+        db.session(), g.owner, g.resource_server, _body(), current_app.config["TICKET_TTL"]
+    )
+    return _json({"ticket": ticket}, 201)

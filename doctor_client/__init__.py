@@ -1,0 +1,1 @@
+"""The doctors' UMA client app (issue "Doctor app"): not built yet."""

@@ -1,0 +1,1 @@
+"""The EHR resource server (issue "EHR resource server"): not built yet."""

@@ -1,0 +1,84 @@
+"""Fixtures shared by every suite: database backends, a pre-made signing key, live servers."""
+
+import os
+import socket
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from werkzeug.serving import make_server
+
+# SQLite always; PostgreSQL too when TEST_DATABASE_URL points at one (CI sets it).
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL.startswith("postgresql") else [])
+
+
+@pytest.fixture(scope="session")
+def signing_jwk():
+    """One RSA key for the whole run: generating 2048-bit keys per test would dominate."""
+    from authz_server.keys import new_private_jwk
+
+    return new_private_jwk()
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A database of our own on the server TEST_DATABASE_URL names, dropped at the end."""
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"uma_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+            {"n": name},
+        )
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path):
+    """A fresh, empty database for one test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    base = request.getfixturevalue("postgres_database")
+    yield base
+    engine = create_engine(base)
+    with engine.begin() as conn:
+        tables = conn.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ).scalars().all()
+        if tables:
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
+    engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """A real HTTP server on a free loopback port, in a background thread."""
+
+    def __init__(self, app, port: int):
+        self.app = app
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = make_server("127.0.0.1", port, app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> "LiveServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=5)
+        self._server.server_close()
