@@ -1,4 +1,4 @@
-"""Configuration: demo defaults, overridden by ``AS_*`` environment variables, then by test_config."""
+"""Configuration: demo defaults, then ``AS_*`` environment variables, then test_config."""
 
 import os
 

@@ -1,10 +1,12 @@
 """The database: one engine and one scoped session per app, removed after every request."""
 
+import time
 from datetime import UTC, datetime
 
 from flask import current_app
 from sqlalchemy import DateTime, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 
 
@@ -52,8 +54,17 @@ class Database:
         self.engine = make_engine(url)
         self.scoped = scoped_session(sessionmaker(bind=self.engine, expire_on_commit=False))
 
-    def create_all(self) -> None:
-        Base.metadata.create_all(self.engine)
+    def create_all(self, attempts: int = 5) -> None:
+        """Create missing tables. Workers starting together may race on the same CREATE;
+        the loser sees "already exists", waits, and finds the tables there next time."""
+        for attempt in range(attempts):
+            try:
+                Base.metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def drop_all(self) -> None:
         Base.metadata.drop_all(self.engine)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749.util import scope_to_list
+from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7591 import ClientMetadataClaims
 from authlib.oauth2.rfc7591 import ClientRegistrationEndpoint as _RegistrationEndpoint
@@ -19,10 +20,10 @@ from sqlalchemy import select
 from . import db
 from .grants import SECRET_AUTH, user_info
 from .keys import signing_key_set
-from .models import PUBLIC_CLIENT_AUTH, Client, Token, secret_digest
+from .models import PAT_BEARER_AUTH, PUBLIC_CLIENT_AUTH, Client, Token, secret_digest
 
 UMA_PROTECTION = "uma_protection"
-PAT_AUTH = "uma_pat_bearer"
+REALM = "uma-health"
 
 
 @dataclass
@@ -42,7 +43,7 @@ class FoundToken:
 
 
 def find_token(token_string: str, hint: str | None) -> FoundToken | None:
-    """Look a token up by digest, trying the hinted kind first and then the other (RFC 7662 §2.1)."""
+    """Look a token up by digest: the hinted kind first, then the other (RFC 7662 §2.1)."""
     digest = secret_digest(token_string)
     session = db.session()
     kinds = ["access_token", "refresh_token"]
@@ -56,33 +57,28 @@ def find_token(token_string: str, hint: str | None) -> FoundToken | None:
     return None
 
 
-def pat_from_header(headers) -> Token | None:
-    """The active PAT presented as ``Authorization: Bearer`` (FedAuthz §1.3), if any."""
-    auth = headers.get("Authorization", "")
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    found = find_token(value.strip(), "access_token")
-    if found is None or found.kind != "access_token" or not found.is_active():
-        return None
-    if UMA_PROTECTION not in (scope_to_list(found.row.scope) or []):
-        return None
-    return found.row
-
-
 def authenticate_with_pat(query_client, request):
-    """Client authentication by PAT, for the introspection endpoint (checklist INT-2)."""
-    pat = pat_from_header(request.headers)
-    if pat is None:
+    """Client authentication by PAT, for the introspection endpoint (checklist INT-2).
+
+    No Bearer header: not this method, let the next one try. A Bearer header that is not an
+    active PAT: 401 invalid_token with a Bearer challenge (RFC 7662 §2.3 → RFC 6750 §3).
+    """
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
         return None
-    request.pat = pat
-    return query_client(pat.client_id)
+    found = find_token(value.strip(), "access_token") if value.strip() else None
+    if found is None or found.kind != "access_token" or not found.is_active():
+        raise InvalidTokenError("The PAT is unknown, expired or revoked.", realm=REALM)
+    if UMA_PROTECTION not in (scope_to_list(found.row.scope) or []):
+        raise InvalidTokenError("This token is not a PAT (no uma_protection scope).", realm=REALM)
+    request.pat = found.row
+    return query_client(found.row.client_id)
 
 
 class IntrospectionEndpoint(_IntrospectionEndpoint):
     """RFC 7662, authorised by a PAT or by client credentials."""
 
-    CLIENT_AUTH_METHODS = [*SECRET_AUTH, PAT_AUTH]
+    CLIENT_AUTH_METHODS = [*SECRET_AUTH, PAT_BEARER_AUTH]
 
     def check_params(self, request, client):
         # An unknown hint is not an error: the server searches every kind (RFC 7662 §2.1).

@@ -1,4 +1,4 @@
-"""The OAuth grants the AS accepts: authorization code (+PKCE S256, +OIDC), refresh, client credentials."""
+"""OAuth grants: authorization code (+PKCE S256, +OIDC), refresh token, client credentials."""
 
 import time
 
@@ -137,7 +137,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
-        row = db.session().scalar(select(Token).where(Token.refresh_token == secret_digest(refresh_token)))
+        digest = secret_digest(refresh_token)
+        row = db.session().scalar(select(Token).where(Token.refresh_token == digest))
         if row is not None and row.is_refresh_token_active():
             return row
         return None

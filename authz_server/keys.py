@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .models import SigningKey, utcnow
+from .models import Setting, SigningKey, utcnow
 
 SIGNING_ALG = "RS256"
 
@@ -21,15 +21,20 @@ def new_private_jwk() -> dict:
     return key.as_dict(private=True)
 
 
+BOOTSTRAP_MARKER = "first_signing_key"
+
+
 def ensure_signing_key(session: Session, initial_jwk: dict | None = None) -> None:
-    """Create the first key unless one exists. Safe when several workers start at once."""
+    """Create the first key unless one exists. Safe when several workers start at once:
+    the marker row's primary key lets exactly one of them commit a key."""
     if session.scalar(select(SigningKey.kid).limit(1)) is not None:
         return
     jwk = initial_jwk or new_private_jwk()
+    session.add(Setting(name=BOOTSTRAP_MARKER, value=jwk["kid"]))
     session.add(SigningKey(kid=jwk["kid"], private_jwk=jwk))
     try:
         session.commit()
-    except IntegrityError:  # another worker won the race with the same seed key
+    except IntegrityError:  # another worker created the first key
         session.rollback()
 
 

@@ -70,8 +70,8 @@ class User(UserMixin, Base):
 
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, lazy="selectin")
 
-    def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)  # scrypt by default
+    def set_password(self, password: str, method: str = "scrypt") -> None:
+        self.password_hash = generate_password_hash(password, method=method)
 
     def check_password(self, password: str) -> bool:
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)
@@ -91,6 +91,8 @@ class User(UserMixin, Base):
 
 PUBLIC_CLIENT_AUTH = "none"
 SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+# A resource server authenticating to introspection with its PAT (UMA FedAuthz §5).
+PAT_BEARER_AUTH = "uma_pat_bearer"
 
 
 class Client(OAuth2ClientMixin, Base):
@@ -130,6 +132,8 @@ class Client(OAuth2ClientMixin, Base):
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         # A confidential client may send its secret either way (RFC 6749 §2.3.1);
         # a public client has none to send.
+        if method == PAT_BEARER_AUTH:
+            return endpoint == "introspection"
         if self.is_public:
             return method == PUBLIC_CLIENT_AUTH
         return method in SECRET_AUTH_METHODS
@@ -163,6 +167,12 @@ class Token(OAuth2TokenMixin, Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     user: Mapped[User | None] = relationship(lazy="joined")
     refresh_token_expires_at: Mapped[int] = mapped_column(Integer, default=0)
+    client: Mapped[Client] = relationship(
+        primaryjoin="foreign(Token.client_id) == Client.client_id", viewonly=True, lazy="joined"
+    )
+
+    def get_client(self) -> Client:
+        return self.client
 
     @property
     def expires_at(self) -> int:

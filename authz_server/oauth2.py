@@ -8,7 +8,7 @@ from authlib.integrations.flask_oauth2 import ResourceProtector as _ResourceProt
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator as _BearerTokenValidator
-from authlib.oauth2.rfc6750 import InvalidTokenError
+from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import current_app
 from flask import request as flask_request
@@ -17,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from . import db
 from .endpoints import (
-    PAT_AUTH,
+    REALM,
     ClientRegistrationEndpoint,
     IntrospectionEndpoint,
     RevocationEndpoint,
@@ -33,9 +33,7 @@ from .grants import (
     S256CodeChallenge,
 )
 from .keys import signing_key_set
-from .models import Client, Token, secret_digest
-
-REALM = "uma-health"
+from .models import PAT_BEARER_AUTH, Client, Token, secret_digest
 
 
 def _without_empty(values: MultiDict) -> MultiDict:
@@ -79,13 +77,31 @@ class AuthorizationServer(_AuthorizationServer):
         if repeated:
             error = InvalidRequestError(f"Parameter '{repeated[0]}' is repeated.")
             return self.handle_error_response(oauth_request, error)
+        if not oauth_request.payload.grant_type:
+            # Missing is invalid_request (RFC 6749 §5.2), not an unsupported grant type.
+            error = InvalidRequestError("'grant_type' is required.")
+            return self.handle_error_response(oauth_request, error)
         return super().create_token_response(request)
+
+
+class InsufficientScope(InsufficientScopeError):
+    """Authlib's error plus the Bearer challenge RFC 6750 §3 requires on a 403."""
+
+    def get_headers(self):
+        challenge = f'Bearer realm="{REALM}", error="{self.error}"'
+        return [*super().get_headers(), ("WWW-Authenticate", challenge)]
 
 
 class BearerTokenValidator(_BearerTokenValidator):
     def authenticate_token(self, token_string):
         found = find_token(token_string, "access_token")
         return found.row if found is not None and found.kind == "access_token" else None
+
+    def validate_token(self, token, scopes, request):
+        try:
+            super().validate_token(token, scopes, request)
+        except InsufficientScopeError as error:
+            raise InsufficientScope(error.description) from None
 
 
 class ResourceProtector(_ResourceProtector):
@@ -170,7 +186,7 @@ def init_app(app) -> AuthorizationServer:
             expires_generator=_access_token_ttl,
         ),
     )
-    server.register_client_auth_method(PAT_AUTH, authenticate_with_pat)
+    server.register_client_auth_method(PAT_BEARER_AUTH, authenticate_with_pat)
     server.register_grant(
         AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode(require_nonce=False)]
     )

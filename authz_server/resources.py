@@ -75,7 +75,7 @@ def parse_description(doc) -> ResourceDescription:
     if "resource_scopes" not in doc:
         raise InvalidRequest("'resource_scopes' is required.")
     localized = {}
-    for member, value in doc.items():
+    for member in doc:
         base, _, tag = member.partition("#")
         if tag and base in LOCALIZABLE:
             localized[member] = _text(doc, member)

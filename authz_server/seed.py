@@ -60,11 +60,13 @@ def ensure_group(session: Session, name: str) -> Group:
     return group
 
 
-def ensure_person(session: Session, username, full_name, email, groups) -> User:
+def ensure_person(
+    session: Session, username, full_name, email, groups, password_method="scrypt"
+) -> User:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         user = User(username=username, full_name=full_name, email=email, email_verified=True)
-        user.set_password(username)
+        user.set_password(username, password_method)
         session.add(user)
     user.groups = [ensure_group(session, g) for g in groups]
     return user
@@ -80,9 +82,10 @@ def ensure_client(session: Session, client_id: str, secret: str | None, metadata
     return client
 
 
-def seed_demo(session: Session) -> None:
+def seed_demo(session: Session, password_method: str = "scrypt") -> None:
+    """``password_method`` is a werkzeug hash method; tests pass a cheap one for speed."""
     for username, full_name, email, groups in DEMO_PEOPLE:
-        ensure_person(session, username, full_name, email, groups)
+        ensure_person(session, username, full_name, email, groups, password_method)
     for spec in demo_clients():
         ensure_client(session, spec["client_id"], spec["secret"], spec["metadata"])
     session.commit()

@@ -53,7 +53,10 @@ def logout():
 
 def _without_prompt_login() -> str:
     """The authorize URL minus ``prompt=login``, so signing in again does not loop."""
-    args = [(k, v) for k, v in request.args.items(multi=True) if not (k == "prompt" and "login" in v)]
+    args = [
+        (k, v) for k, v in request.args.items(multi=True)
+        if not (k == "prompt" and "login" in v)
+    ]
     return url_for("auth.authorize") + "?" + urlencode(args)
 
 

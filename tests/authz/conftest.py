@@ -13,6 +13,7 @@ from authz_server.seed import seed_demo
 from tests.conftest import LiveServer, free_port
 
 ISSUER = "http://localhost"
+FAST_HASH = "pbkdf2:sha256:1000"
 EHR_REDIRECT = "http://localhost:8401/protect/callback"
 EHR_AUTH = ("ehr", "ehr-demo-secret")
 DOCTOR_AUTH = ("doctor-app", "doctor-demo-secret")
@@ -29,7 +30,8 @@ def build_app(database_url, signing_jwk, **overrides):
     config.update(overrides)
     app = create_app(config)
     with app.app_context():
-        seed_demo(db.session())
+        # Fast hashes for the suite; test_accounts.py checks the real default (scrypt).
+        seed_demo(db.session(), password_method=FAST_HASH)
     return app
 
 
