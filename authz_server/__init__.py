@@ -39,8 +39,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     oauth2.init_app(app)
 
-    from . import auth, errors_http, views
+    from . import auth, errors_http, transport, views
 
+    transport.init_app(app)
     auth.init_app(app)
     views.init_app(app, csrf)
     errors_http.init_app(app)

@@ -22,8 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     with app.app_context():
         if args.command == "seed-demo":
             seed_demo(db.session())
-            print("demo accounts ready: alice, bob, carol, dave, erin, mallory"
-                  " (password = username)")
+            print(
+                "demo accounts ready: alice, bob, carol, dave, erin, mallory (password = username)"
+            )
         elif args.command == "rotate-key":
             print("now signing with key", rotate_signing_key(db.session()))
     if args.command == "serve":

@@ -24,6 +24,8 @@ DEFAULTS = {
     "KEYCLOAK_REALM": "uma-health",
     # RFC 7591 open registration: anyone may register a client (a demo choice; see README).
     "OPEN_REGISTRATION": True,
+    # How many reverse proxies in front may set X-Forwarded-* (0: trust none).
+    "TRUSTED_PROXIES": 0,
     # Largest request body any endpoint accepts; protection API documents are small.
     "MAX_CONTENT_LENGTH": 64 * 1024,
 }

@@ -9,8 +9,15 @@ log = logging.getLogger(__name__)
 
 # Paths whose callers are programs: they get RFC 6749 §5.2-shaped JSON.
 API_PREFIXES = (
-    "/token", "/revoke", "/introspect", "/userinfo", "/register", "/jwks",
-    "/uma/", "/.well-known/", "/realms/",
+    "/token",
+    "/revoke",
+    "/introspect",
+    "/userinfo",
+    "/register",
+    "/jwks",
+    "/uma/",
+    "/.well-known/",
+    "/realms/",
 )
 ERROR_CODES = {404: "not_found", 405: "unsupported_method_type", 413: "invalid_request"}
 
@@ -21,11 +28,12 @@ def wants_json() -> bool:
     )
 
 
-def _respond(status: int, title: str, message: str):
+def respond(status: int, title: str, message: str):
     if wants_json():
-        response = jsonify(error=ERROR_CODES.get(status, "invalid_request" if status < 500
-                                                  else "server_error"),
-                           error_description=message)
+        response = jsonify(
+            error=ERROR_CODES.get(status, "invalid_request" if status < 500 else "server_error"),
+            error_description=message,
+        )
         response.status_code = status
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -35,7 +43,7 @@ def _respond(status: int, title: str, message: str):
 def init_app(app) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
-        response = _respond(error.code or 500, error.name, error.description or error.name)
+        response = respond(error.code or 500, error.name, error.description or error.name)
         if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
             if isinstance(response, tuple):
                 return response[0], response[1], {"Allow": ", ".join(error.valid_methods)}
@@ -47,4 +55,4 @@ def init_app(app) -> None:
         if isinstance(error, HTTPException):
             return _http_error(error)
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _respond(500, InternalServerError.name, "Something went wrong on our side.")
+        return respond(500, InternalServerError.name, "Something went wrong on our side.")

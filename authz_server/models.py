@@ -202,9 +202,7 @@ class Resource(Base):
     # Internationalised variants such as "name#fr" (RFC 7591 §2.2).
     localized: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     owner: Mapped[User] = relationship(lazy="joined")
     client: Mapped[Client] = relationship(lazy="joined")

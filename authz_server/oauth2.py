@@ -113,9 +113,7 @@ class ResourceProtector(_ResourceProtector):
         auth = request.headers.get("Authorization", "")
         token_type, _, token_string = auth.partition(" ")
         if token_type.lower() != "bearer" or not token_string.strip():
-            raise InvalidTokenError(
-                "A Bearer access token is required (RFC 6750).", realm=REALM
-            )
+            raise InvalidTokenError("A Bearer access token is required (RFC 6750).", realm=REALM)
         return self.get_token_validator("bearer"), token_string.strip()
 
 

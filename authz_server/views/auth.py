@@ -19,8 +19,7 @@ SCOPE_EXPLANATIONS = {
     "profile": "see your name and username",
     "email": "see your email address",
     "uma_protection": (
-        "let {client} register your records here so this server can protect them "
-        "while you are away"
+        "let {client} register your records here so this server can protect them while you are away"
     ),
 }
 
@@ -54,8 +53,7 @@ def logout():
 def _without_prompt_login() -> str:
     """The authorize URL minus ``prompt=login``, so signing in again does not loop."""
     args = [
-        (k, v) for k, v in request.args.items(multi=True)
-        if not (k == "prompt" and "login" in v)
+        (k, v) for k, v in request.args.items(multi=True) if not (k == "prompt" and "login" in v)
     ]
     return url_for("auth.authorize") + "?" + urlencode(args)
 
@@ -109,9 +107,7 @@ def authorize():
 
     client = grant.client
     scopes = scope_to_list(client.get_allowed_scope(grant.request.payload.scope)) or []
-    explanations = [
-        SCOPE_EXPLANATIONS.get(s, s).format(client=client.display_name) for s in scopes
-    ]
+    explanations = [SCOPE_EXPLANATIONS.get(s, s).format(client=client.display_name) for s in scopes]
     return render_template(
         "consent.html", form=form, client=client, explanations=explanations, user=user
     )

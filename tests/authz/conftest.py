@@ -100,8 +100,13 @@ def redirect_params(response) -> dict:
     return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
 
 
-def code_flow_tokens(client, username="alice", scope="openid uma_protection",
-                     client_auth=EHR_AUTH, redirect_uri=EHR_REDIRECT) -> dict:
+def code_flow_tokens(
+    client,
+    username="alice",
+    scope="openid uma_protection",
+    client_auth=EHR_AUTH,
+    redirect_uri=EHR_REDIRECT,
+) -> dict:
     """Sign in, consent, exchange the code: a real code flow through the test client."""
     login(client, username)
     verifier, challenge = pkce_pair()

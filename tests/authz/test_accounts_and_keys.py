@@ -98,15 +98,28 @@ def test_superseded_keys_leave_the_jwks_after_the_grace_period(database_url, sig
 def test_gunicorn_workers_publish_one_key(tmp_path):
     """Under gunicorn with several workers, every worker serves the same generated key."""
     port = free_port()
-    env = {**os.environ, "AS_ISSUER": f"http://127.0.0.1:{port}",
-           "AS_DATABASE_URL": f"sqlite:///{tmp_path / 'as.db'}"}
+    env = {
+        **os.environ,
+        "AS_ISSUER": f"http://127.0.0.1:{port}",
+        "AS_DATABASE_URL": f"sqlite:///{tmp_path / 'as.db'}",
+    }
     env.pop("DATABASE_URL", None)
     log = tmp_path / "gunicorn.log"
     with open(log, "wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", "3", "--bind", f"127.0.0.1:{port}",
-             "authz_server.wsgi:app"],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                "3",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "authz_server.wsgi:app",
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 60
@@ -120,8 +133,9 @@ def test_gunicorn_workers_publish_one_key(tmp_path):
         kids = set()
         with requests.Session() as http:
             for _ in range(30):
-                keys = http.get(f"http://127.0.0.1:{port}/jwks", timeout=5,
-                                headers={"Connection": "close"}).json()["keys"]
+                keys = http.get(
+                    f"http://127.0.0.1:{port}/jwks", timeout=5, headers={"Connection": "close"}
+                ).json()["keys"]
                 kids.update(k["kid"] for k in keys)
         assert len(kids) == 1
     finally:

@@ -44,8 +44,11 @@ def run_code_flow(client, params: dict, auth=EHR_AUTH, verifier=None):
     verifier = verifier or params.pop("_verifier", None)
     params.pop("_verifier", None)
     back = redirect_params(authorize(client, params))
-    data = {"grant_type": "authorization_code", "code": back["code"],
-            "redirect_uri": params.get("redirect_uri", EHR_REDIRECT)}
+    data = {
+        "grant_type": "authorization_code",
+        "code": back["code"],
+        "redirect_uri": params.get("redirect_uri", EHR_REDIRECT),
+    }
     if verifier:
         data["code_verifier"] = verifier
     return back, client.post("/token", data=data, auth=auth)
@@ -210,8 +213,12 @@ def test_code_is_single_use(client):
     params = code_params()
     verifier = params.pop("_verifier")
     back = redirect_params(authorize(client, params))
-    data = {"grant_type": "authorization_code", "code": back["code"],
-            "redirect_uri": EHR_REDIRECT, "code_verifier": verifier}
+    data = {
+        "grant_type": "authorization_code",
+        "code": back["code"],
+        "redirect_uri": EHR_REDIRECT,
+        "code_verifier": verifier,
+    }
     assert client.post("/token", data=data, auth=EHR_AUTH).status_code == 200
     again = client.post("/token", data=data, auth=EHR_AUTH)
     assert again.status_code == 400 and again.json["error"] == "invalid_grant"
@@ -248,24 +255,39 @@ def test_pkce_wrong_verifier_is_invalid_grant(client):
 
 def test_public_client_must_use_pkce(client):
     public = register_client(
-        client, client_name="Pocket app", redirect_uris=["http://127.0.0.1:9999/cb"],
-        token_endpoint_auth_method="none", scope="openid",
+        client,
+        client_name="Pocket app",
+        redirect_uris=["http://127.0.0.1:9999/cb"],
+        token_endpoint_auth_method="none",
+        scope="openid",
     )
     assert "client_secret" not in public
     login(client, "alice")
-    base = {"response_type": "code", "client_id": public["client_id"],
-            "redirect_uri": "http://127.0.0.1:9999/cb", "scope": "openid", "state": "s"}
+    base = {
+        "response_type": "code",
+        "client_id": public["client_id"],
+        "redirect_uri": "http://127.0.0.1:9999/cb",
+        "scope": "openid",
+        "state": "s",
+    }
     back = redirect_params(client.get("/authorize", query_string=base))
     assert back["error"] == "invalid_request"
 
-    params = code_params(client_id=public["client_id"], redirect_uri="http://127.0.0.1:9999/cb",
-                         scope="openid")
+    params = code_params(
+        client_id=public["client_id"], redirect_uri="http://127.0.0.1:9999/cb", scope="openid"
+    )
     verifier = params.pop("_verifier")
     back = redirect_params(authorize(client, params))
-    response = client.post("/token", data={
-        "grant_type": "authorization_code", "code": back["code"], "client_id": public["client_id"],
-        "redirect_uri": "http://127.0.0.1:9999/cb", "code_verifier": verifier,
-    })
+    response = client.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": back["code"],
+            "client_id": public["client_id"],
+            "redirect_uri": "http://127.0.0.1:9999/cb",
+            "code_verifier": verifier,
+        },
+    )
     assert response.status_code == 200, response.json
     assert response.json["id_token"]
 
@@ -278,17 +300,27 @@ def test_client_secret_post_is_accepted(client):
     params = code_params()
     verifier = params.pop("_verifier")
     back = redirect_params(authorize(client, params))
-    response = client.post("/token", data={
-        "grant_type": "authorization_code", "code": back["code"], "redirect_uri": EHR_REDIRECT,
-        "code_verifier": verifier, "client_id": "ehr", "client_secret": "ehr-demo-secret",
-    })
+    response = client.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": back["code"],
+            "redirect_uri": EHR_REDIRECT,
+            "code_verifier": verifier,
+            "client_id": "ehr",
+            "client_secret": "ehr-demo-secret",
+        },
+    )
     assert response.status_code == 200, response.json
 
 
 def test_refresh_rotates_and_old_refresh_token_dies(client):
     tokens = code_flow_tokens(client, "alice")
-    first = client.post("/token", data={"grant_type": "refresh_token",
-                                        "refresh_token": tokens["refresh_token"]}, auth=EHR_AUTH)
+    first = client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=EHR_AUTH,
+    )
     assert first.status_code == 200, first.json
     body = first.json
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
@@ -296,25 +328,37 @@ def test_refresh_rotates_and_old_refresh_token_dies(client):
     assert client.get("/userinfo", headers=bearer(body["access_token"])).status_code == 200
     # The old access token went with the old refresh token.
     assert client.get("/userinfo", headers=bearer(tokens["access_token"])).status_code == 401
-    replay = client.post("/token", data={"grant_type": "refresh_token",
-                                         "refresh_token": tokens["refresh_token"]}, auth=EHR_AUTH)
+    replay = client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=EHR_AUTH,
+    )
     assert replay.status_code == 400 and replay.json["error"] == "invalid_grant"
 
 
 def test_empty_parameters_count_as_absent(client):
     """RFC 6749 §3.1: ``username=&password=&scope=`` as python-keycloak sends them."""
-    response = client.post("/token", data={
-        "grant_type": "client_credentials", "username": "", "password": "", "code": "",
-        "redirect_uri": "", "scope": "",
-    }, auth=EHR_AUTH)
+    response = client.post(
+        "/token",
+        data={
+            "grant_type": "client_credentials",
+            "username": "",
+            "password": "",
+            "code": "",
+            "redirect_uri": "",
+            "scope": "",
+        },
+        auth=EHR_AUTH,
+    )
     assert response.status_code == 200, response.json
     assert response.json["token_type"] == "Bearer" and response.json["expires_in"] == 900
 
 
 def test_client_credentials_gives_a_pat_without_openid(client):
     """PAT-5, organization case: scope=openid is meaningless without a user and is dropped."""
-    response = client.post("/token", data={"grant_type": "client_credentials", "scope": "openid"},
-                           auth=EHR_AUTH)
+    response = client.post(
+        "/token", data={"grant_type": "client_credentials", "scope": "openid"}, auth=EHR_AUTH
+    )
     assert response.status_code == 200
     assert response.json["scope"] == "profile email uma_protection"
     assert "refresh_token" not in response.json
@@ -322,8 +366,11 @@ def test_client_credentials_gives_a_pat_without_openid(client):
 
 
 def test_client_not_allowed_client_credentials(client):
-    response = client.post("/token", data={"grant_type": "client_credentials"},
-                           auth=("doctor-app", "doctor-demo-secret"))
+    response = client.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        auth=("doctor-app", "doctor-demo-secret"),
+    )
     assert response.status_code == 400 and response.json["error"] == "unauthorized_client"
 
 
@@ -347,8 +394,9 @@ def test_userinfo_releases_only_what_scope_allows(client):
 
 
 def test_userinfo_without_openid_scope_is_refused(client):
-    token = client.post("/token", data={"grant_type": "client_credentials"},
-                        auth=EHR_AUTH).json["access_token"]
+    token = client.post("/token", data={"grant_type": "client_credentials"}, auth=EHR_AUTH).json[
+        "access_token"
+    ]
     response = client.get("/userinfo", headers=bearer(token))
     assert response.status_code == 403
     assert response.json["error"] == "insufficient_scope"
@@ -360,12 +408,16 @@ def test_userinfo_without_openid_scope_is_refused(client):
 @pytest.mark.parametrize("which", ["access_token", "refresh_token"])
 def test_revocation_ends_the_grant(client, which):
     tokens = code_flow_tokens(client, "alice")
-    response = client.post("/revoke", data={"token": tokens[which], "token_type_hint": which},
-                           auth=EHR_AUTH)
+    response = client.post(
+        "/revoke", data={"token": tokens[which], "token_type_hint": which}, auth=EHR_AUTH
+    )
     assert response.status_code == 200
     assert client.get("/userinfo", headers=bearer(tokens["access_token"])).status_code == 401
-    refresh = client.post("/token", data={"grant_type": "refresh_token",
-                                          "refresh_token": tokens["refresh_token"]}, auth=EHR_AUTH)
+    refresh = client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=EHR_AUTH,
+    )
     assert refresh.json["error"] == "invalid_grant"
 
 
@@ -377,8 +429,9 @@ def test_revoking_an_unknown_token_is_fine(client):
 
 def test_a_client_cannot_revoke_another_clients_token(client):
     tokens = code_flow_tokens(client, "alice")
-    client.post("/revoke", data={"token": tokens["access_token"]},
-                auth=("doctor-app", "doctor-demo-secret"))
+    client.post(
+        "/revoke", data={"token": tokens["access_token"]}, auth=("doctor-app", "doctor-demo-secret")
+    )
     assert client.get("/userinfo", headers=bearer(tokens["access_token"])).status_code == 200
 
 
@@ -408,7 +461,8 @@ def test_registration_accepts_claims_redirect_uris(client):
 
 
 def test_registration_refuses_unsupported_grant_type(client):
-    response = client.post("/register", json={"redirect_uris": ["http://127.0.0.1/cb"],
-                                               "grant_types": ["password"]})
+    response = client.post(
+        "/register", json={"redirect_uris": ["http://127.0.0.1/cb"], "grant_types": ["password"]}
+    )
     assert response.status_code == 400
     assert response.json["error"] == "invalid_client_metadata"
