@@ -18,6 +18,11 @@ DEFAULTS = {
     "ID_TOKEN_TTL": 900,
     "AUTHORIZATION_CODE_TTL": 120,
     "TICKET_TTL": 300,
+    # RPTs are short-lived (SEC-USER-SWITCH); PCTs spare the requester repeated sign-ins.
+    "RPT_TTL": 300,
+    "PCT_TTL": 30 * 24 * 3600,
+    # Seconds a client should wait between request_submitted polls.
+    "UMA_POLL_INTERVAL": 5,
     # A superseded signing key stays in the JWKS this long, so tokens it signed still verify.
     "KEY_GRACE_SECONDS": 24 * 3600,
     # Keycloak-shaped aliases (/realms/<name>/...) for clients such as python-keycloak.

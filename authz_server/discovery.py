@@ -18,7 +18,7 @@ PATHS = {
     "introspection_endpoint": "/introspect",
     "resource_registration_endpoint": "/uma/resource_set",
     "permission_endpoint": "/uma/permission",
-    "claims_interaction_endpoint": "/uma/claims",
+    "claims_interaction_endpoint": "/rqp/claims",
 }
 
 

@@ -20,7 +20,17 @@ from sqlalchemy import select
 from . import db
 from .grants import SECRET_AUTH, user_info
 from .keys import signing_key_set
-from .models import PAT_BEARER_AUTH, PUBLIC_CLIENT_AUTH, Client, Token, secret_digest
+from .models import (
+    PAT_BEARER_AUTH,
+    PUBLIC_CLIENT_AUTH,
+    Client,
+    Pct,
+    Rpt,
+    Token,
+    secret_digest,
+    utcnow,
+)
+from .rpts import live_permissions
 
 UMA_PROTECTION = "uma_protection"
 REALM = "uma-health"
@@ -28,30 +38,44 @@ REALM = "uma-health"
 
 @dataclass
 class FoundToken:
-    """A token row and which of its two values was presented."""
+    """A presented token and what it turned out to be."""
 
-    row: Token
-    kind: str  # "access_token" | "refresh_token"
+    row: Token | Rpt | Pct
+    kind: str  # "access_token" | "refresh_token" | "rpt" | "pct"
+    # Who is asking about it (introspection): the authenticated client and its PAT, if any.
+    caller: Client | None = None
+    pat: Token | None = None
 
     def check_client(self, client) -> bool:
+        if self.kind in ("rpt", "pct"):
+            return self.row.client_pk == client.id
         return self.row.client_id == client.client_id
 
     def is_active(self) -> bool:
         if self.kind == "refresh_token":
             return self.row.is_refresh_token_active()
+        if self.kind in ("rpt", "pct"):
+            return self.row.revoked_at is None and self.row.expires_at > utcnow()
         return not self.row.is_revoked() and not self.row.is_expired()
 
 
-def find_token(token_string: str, hint: str | None) -> FoundToken | None:
-    """Look a token up by digest: the hinted kind first, then the other (RFC 7662 §2.1)."""
+LOOKUP_ORDER = ("access_token", "refresh_token", "rpt", "pct")
+
+
+def find_token(token_string: str, hint: str | None, kinds=LOOKUP_ORDER) -> FoundToken | None:
+    """Look a token up by digest: the hinted kind first, then the others (RFC 7662 §2.1)."""
     digest = secret_digest(token_string)
     session = db.session()
-    kinds = ["access_token", "refresh_token"]
-    if hint == "refresh_token":
-        kinds.reverse()
-    for kind in kinds:
-        column = Token.access_token if kind == "access_token" else Token.refresh_token
-        row = session.scalar(select(Token).where(column == digest))
+    ordered = sorted(kinds, key=lambda kind: kind != hint)
+    for kind in ordered:
+        if kind == "access_token":
+            row = session.scalar(select(Token).where(Token.access_token == digest))
+        elif kind == "refresh_token":
+            row = session.scalar(select(Token).where(Token.refresh_token == digest))
+        elif kind == "rpt":
+            row = session.scalar(select(Rpt).where(Rpt.digest == digest))
+        else:
+            row = session.scalar(select(Pct).where(Pct.digest == digest))
         if row is not None:
             return FoundToken(row, kind)
     return None
@@ -66,7 +90,7 @@ def authenticate_with_pat(query_client, request):
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None
-    found = find_token(value.strip(), "access_token") if value.strip() else None
+    found = find_token(value.strip(), "access_token", ("access_token",)) if value.strip() else None
     if found is None or found.kind != "access_token" or not found.is_active():
         raise InvalidTokenError("The PAT is unknown, expired or revoked.", realm=REALM)
     if UMA_PROTECTION not in (scope_to_list(found.row.scope) or []):
@@ -86,16 +110,49 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
             raise InvalidRequestError("'token' is required.")
 
     def query_token(self, token_string, token_type_hint):
-        return find_token(token_string, token_type_hint)
+        return find_token(token_string, token_type_hint, ("access_token", "refresh_token", "rpt"))
+
+    def authenticate_token(self, request, client):
+        token = super().authenticate_token(request, client)
+        if token is not None:
+            token.caller, token.pat = client, getattr(request, "pat", None)
+        return token
 
     def check_permission(self, token, client, request):
-        # A caller learns only about tokens issued to itself (checklist INT-3).
-        return token.check_client(client)
+        # Any resource server may ask about an RPT: it then learns only the permissions on
+        # resources it registered for its PAT's owner (INT-U4). Other tokens: only the
+        # caller's own (INT-3).
+        return token.kind == "rpt" or token.check_client(client)
 
     def create_introspection_payload(self, token):
         if token is None or not token.is_active():
             return {"active": False}
+        if token.kind == "rpt":
+            return self.introspect_rpt(token.row, token.caller, token.pat)
         return self.introspect_token(token)
+
+    def introspect_rpt(self, rpt: Rpt, caller: Client, pat: Token | None) -> dict:
+        """UMA FedAuthz §5.1.1: ``permissions``, and no ``scope``."""
+
+        def visible(resource) -> bool:
+            return resource.client_pk == caller.id and (
+                pat is None or resource.owner_id == pat.user_id
+            )
+
+        permissions = live_permissions(db.session(), rpt, visible)
+        if not permissions:
+            return {"active": False}
+        return {
+            "active": True,
+            "permissions": permissions,
+            "exp": int(rpt.expires_at.timestamp()),
+            "iat": int(rpt.issued_at.timestamp()),
+            "sub": rpt.requester.sub,
+            "username": rpt.requester.username,
+            "client_id": rpt.client.client_id,
+            "token_type": "Bearer",
+            "iss": current_app.config["ISSUER"],
+        }
 
     def introspect_token(self, token):
         row = token.row
@@ -115,17 +172,23 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
 
 
 class RevocationEndpoint(_RevocationEndpoint):
-    """RFC 7009. Revoking either value ends the whole grant: access and refresh token."""
+    """RFC 7009, plus RPTs and PCTs (``token_type_hint=pct``, UMA Grant §3.7).
+
+    Revoking either value of an OAuth grant ends both its access and refresh token."""
 
     CLIENT_AUTH_METHODS = [*SECRET_AUTH, PUBLIC_CLIENT_AUTH]
+    SUPPORTED_TOKEN_TYPES = ("access_token", "refresh_token", "pct")
 
     def query_token(self, token_string, token_type_hint):
         return find_token(token_string, token_type_hint)
 
     def revoke_token(self, token, request):
-        now = int(time.time())
-        token.row.access_token_revoked_at = token.row.access_token_revoked_at or now
-        token.row.refresh_token_revoked_at = token.row.refresh_token_revoked_at or now
+        if token.kind in ("rpt", "pct"):
+            token.row.revoked_at = token.row.revoked_at or utcnow()
+        else:
+            now = int(time.time())
+            token.row.access_token_revoked_at = token.row.access_token_revoked_at or now
+            token.row.refresh_token_revoked_at = token.row.refresh_token_revoked_at or now
         db.session().commit()
 
 

@@ -199,6 +199,8 @@ class Resource(Base):
     type: Mapped[str | None] = mapped_column(String(500))
     icon_uri: Mapped[str | None] = mapped_column(String(2000))
     scopes: Mapped[list[str]] = mapped_column(JSON)
+    # What happens to a requester no policy covers: "ask" the owner, or "deny" outright.
+    uncovered: Mapped[str] = mapped_column(String(8), default="ask")
     # Internationalised variants such as "name#fr" (RFC 7591 §2.2).
     localized: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -222,6 +224,19 @@ class PermissionTicket(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Claims already known for this ticket: the requesting party who signed in at the claims
+    # interaction endpoint (or was identified earlier in the same flow), valid only for the
+    # client the ticket was handed to.
+    requester_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    bound_client_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE")
+    )
+    # True when requester_id was gathered at the claims interaction endpoint just now.
+    claims_gathered: Mapped[bool] = mapped_column(default=False)
+    # The ticket this one replaced (need_info, request_submitted, claims redirect): TKT-4.
+    previous_id: Mapped[int | None] = mapped_column(
+        ForeignKey("permission_tickets.id", ondelete="SET NULL")
+    )
 
 
 class SigningKey(Base):
@@ -242,3 +257,126 @@ class Setting(Base):
 
     name: Mapped[str] = mapped_column(String(80), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+policy_resources = Table(
+    "policy_resources",
+    Base.metadata,
+    Column("policy_id", ForeignKey("policies.id", ondelete="CASCADE"), primary_key=True),
+    Column("resource_id", ForeignKey("resources.id", ondelete="CASCADE"), primary_key=True),
+    # The grant looks policies up by resource: never by scanning an owner's policies.
+    Index("ix_policy_resources_resource", "resource_id", "policy_id"),
+)
+
+
+class Policy(Base):
+    """An owner's sharing rule: subject, resources, scopes, optional expiry (DESIGN.md)."""
+
+    __tablename__ = "policies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # "user" | "group" | "email_domain"
+    subject_type: Mapped[str] = mapped_column(String(16))
+    subject_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    subject_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE")
+    )
+    subject_email_domain: Mapped[str | None] = mapped_column(String(255))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the policy came from approving a pending request.
+    from_request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("access_requests.id", ondelete="SET NULL")
+    )
+
+    resources: Mapped[list[Resource]] = relationship(secondary=policy_resources, lazy="selectin")
+    subject_user: Mapped[User | None] = relationship(foreign_keys=[subject_user_id], lazy="joined")
+    subject_group: Mapped[Group | None] = relationship(lazy="joined")
+
+
+class AccessRequest(Base):
+    """A requester's ask that no policy covered, waiting for the owner (request_submitted)."""
+
+    __tablename__ = "access_requests"
+    __table_args__ = (
+        Index("ix_access_requests_lookup", "requester_id", "resource_id", "status"),
+        Index("ix_access_requests_owner", "owner_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    requester_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    resource_id: Mapped[str] = mapped_column(ForeignKey("resources.id", ondelete="CASCADE"))
+    client_pk: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # approved | denied
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    requester: Mapped[User] = relationship(foreign_keys=[requester_id], lazy="joined")
+    resource: Mapped[Resource] = relationship(lazy="joined")
+    client: Mapped[Client] = relationship(lazy="joined")
+
+
+class Rpt(Base):
+    """An issued RPT (a signed JWT): who holds it, for whom, and what it permits."""
+
+    __tablename__ = "rpts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    jti: Mapped[str] = mapped_column(String(64), unique=True)
+    client_pk: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    requester_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("permission_tickets.id", ondelete="SET NULL"), index=True
+    )
+    # [{"resource_id", "resource_scopes"}]; liveness is re-checked against policies on use.
+    permissions: Mapped[list[dict]] = mapped_column(JSON)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    client: Mapped[Client] = relationship(lazy="joined")
+    requester: Mapped[User] = relationship(lazy="joined")
+
+
+class Pct(Base):
+    """A persisted claims token: a reference to the requesting party, bound to one client.
+
+    It holds no claims itself (checklist SEC-PCT, SEC-GUESS): the value is random and only its
+    digest is stored; the claims are read from the requester's account when it is used.
+    """
+
+    __tablename__ = "pcts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    client_pk: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    requester_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    requester: Mapped[User] = relationship(lazy="joined")
+
+
+class AuditEvent(Base):
+    """One authorization decision about one resource, for the owner's access history."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_owner_at", "owner_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    requester: Mapped[str | None] = mapped_column(String(80))
+    client: Mapped[str | None] = mapped_column(String(200))
+    resource_id: Mapped[str | None] = mapped_column(String(64))
+    resource_name: Mapped[str | None] = mapped_column(String(500))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    outcome: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(Text, default="")

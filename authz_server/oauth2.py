@@ -34,6 +34,7 @@ from .grants import (
 )
 from .keys import signing_key_set
 from .models import PAT_BEARER_AUTH, Client, Token, secret_digest
+from .uma_grant import UmaTicketGrant
 
 
 def _without_empty(values: MultiDict) -> MultiDict:
@@ -190,6 +191,7 @@ def init_app(app) -> AuthorizationServer:
     )
     server.register_grant(RefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)
+    server.register_grant(UmaTicketGrant)
     server.register_endpoint(IntrospectionEndpoint)
     server.register_endpoint(RevocationEndpoint)
     server.register_endpoint(ClientRegistrationEndpoint)

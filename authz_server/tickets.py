@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .errors import InvalidRequest, InvalidResourceId, InvalidScope
@@ -114,3 +114,67 @@ def find_ticket(session: Session, ticket: str) -> PermissionTicket | None:
     return session.scalar(
         select(PermissionTicket).where(PermissionTicket.ticket_digest == secret_digest(ticket))
     )
+
+
+class TicketUnusable(Exception):
+    """Unknown, expired or already redeemed: the grant answers ``invalid_grant`` (TKT-3)."""
+
+    def __init__(self, reason: str, ticket: PermissionTicket | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.ticket = ticket
+
+
+def redeem_ticket(session: Session, value: str) -> PermissionTicket:
+    """Invalidate a ticket as it is presented and return it (TKT-2, TKT-3).
+
+    The conditional UPDATE is what makes it single-use under concurrency: of two requests
+    racing with the same ticket, exactly one sees a row change.
+    """
+    ticket = find_ticket(session, value)
+    if ticket is None:
+        raise TicketUnusable("unknown ticket")
+    now = utcnow()
+    if ticket.used_at is not None:
+        raise TicketUnusable("ticket already used", ticket)
+    if ticket.expires_at <= now:
+        raise TicketUnusable("ticket expired", ticket)
+    claimed = session.execute(
+        update(PermissionTicket)
+        .where(PermissionTicket.id == ticket.id, PermissionTicket.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if claimed.rowcount != 1:
+        raise TicketUnusable("ticket already used", ticket)
+    return ticket
+
+
+def rotate_ticket(
+    session: Session,
+    old: PermissionTicket,
+    ttl_seconds: int,
+    requester_id: int | None = None,
+    bound_client_pk: int | None = None,
+    claims_gathered: bool = False,
+) -> str:
+    """A new ticket for the same permissions (TKT-4: it always differs from the old one)."""
+    value = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        PermissionTicket(
+            ticket_digest=secret_digest(value),
+            owner_id=old.owner_id,
+            client_pk=old.client_pk,
+            permissions=old.permissions,
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+            requester_id=requester_id,
+            bound_client_pk=bound_client_pk,
+            claims_gathered=claims_gathered,
+            previous_id=old.id,
+        )
+    )
+    session.commit()
+    return value
