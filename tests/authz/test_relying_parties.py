@@ -18,13 +18,24 @@ from authlib.oidc.core import CodeIDToken
 from joserfc import jwt as joserfc_jwt
 from joserfc.jwk import KeySet
 from jwkest import BadSignature
-from keycloak import KeycloakGetError, KeycloakOpenIDConnection, KeycloakPostError, KeycloakUMA
+from keycloak import (
+    KeycloakGetError,
+    KeycloakOpenID,
+    KeycloakOpenIDConnection,
+    KeycloakPostError,
+    KeycloakUMA,
+)
 from keycloak.exceptions import KeycloakPutError
 from keycloak.uma_permissions import UMAPermission
 from oic.oic import Client as OicClient
 from oic.oic.message import AccessTokenResponse, AuthorizationResponse
 from oic.utils.authn.client import CLIENT_AUTHN_METHOD
 
+from authz_server import db
+from authz_server.grants import service_account_for
+from authz_server.models import User
+from authz_server.oauth2 import query_client
+from authz_server.sharing import SUBJECT_USER, Subject, create_policy, owned_resources
 from tests.authz.conftest import csrf_token
 
 pytestmark = pytest.mark.live
@@ -468,3 +479,81 @@ def test_keycloak_resource_set_update(keycloak_uma):
     """python-keycloak's ``resource_set_update`` against the spec's 200 ``{"_id"}``."""
     resource_id = keycloak_uma.resource_set_create(RECORD)["_id"]
     keycloak_uma.resource_set_update(resource_id, REPLACEMENT)
+
+
+# --- python-keycloak as the UMA client: the uma-ticket grant ------------------------------------
+
+UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
+ID_TOKEN_FORMAT = "http://openid.net/specs/openid-connect-core-1_0.html#IDToken"
+DOCTOR_CLIENT = ("doctor-app", "doctor-demo-secret")
+DOCTOR_LOGIN_REDIRECT = "http://localhost:8402/auth/callback"
+
+
+def test_keycloak_openid_obtains_an_rpt(live_as, oidc_metadata, keycloak_uma):
+    """Checklist 6.1/6.3 with an unmodified python-keycloak ``KeycloakOpenID.token``: the RS
+    (KeycloakUMA, client-credentials PAT) asks for a ticket; Carol's ID token is pushed as the
+    claim token; her owner's standing policy grants ``read``."""
+    resource_id = keycloak_uma.resource_set_create(RECORD)["_id"]
+    permission = UMAPermission(resource=RECORD["name"], scope="read")
+    permission.resource_id = resource_id
+    ticket = keycloak_uma.permission_ticket_create([permission])["ticket"]
+
+    # The owner here is the EHR's service account (it holds a client-credentials PAT and
+    # cannot sign in to the console), so its policy for Carol is made with the domain call.
+    with live_as.app.app_context():
+        session = db.session()
+        owner = service_account_for(query_client("ehr"))
+        carol = session.query(User).filter_by(username="carol").one()
+        create_policy(
+            session,
+            owner,
+            Subject(SUBJECT_USER, user=carol),
+            owned_resources(session, owner, [resource_id]),
+            ["read"],
+            None,
+        )
+
+    with OAuth2Session(
+        *DOCTOR_CLIENT,
+        scope="openid",
+        redirect_uri=DOCTOR_LOGIN_REDIRECT,
+        code_challenge_method="S256",
+    ) as doctor_app:
+        verifier = generate_token(48)
+        url, _ = doctor_app.create_authorization_url(
+            oidc_metadata["authorization_endpoint"],
+            code_verifier=verifier,
+            nonce=generate_token(16),
+        )
+        id_token = doctor_app.fetch_token(
+            oidc_metadata["token_endpoint"],
+            code_verifier=verifier,
+            authorization_response=sign_in_and_consent(url, "carol"),
+        )["id_token"]
+
+    keycloak_client = KeycloakOpenID(
+        server_url=live_as.url + "/",
+        realm_name=KEYCLOAK_REALM,
+        client_id=DOCTOR_CLIENT[0],
+        client_secret_key=DOCTOR_CLIENT[1],
+        timeout=TIMEOUT,
+    )
+    rpt = keycloak_client.token(
+        grant_type=UMA_GRANT,
+        ticket=ticket,
+        scope="",
+        claim_token=id_token,
+        claim_token_format=ID_TOKEN_FORMAT,
+    )
+    assert rpt["token_type"] == "Bearer" and rpt["access_token"] and rpt["pct"]
+
+    introspection = requests.post(
+        live_as.url + "/introspect",
+        data={"token": rpt["access_token"]},
+        headers={"Authorization": f"Bearer {pat_of(keycloak_uma)}"},
+        timeout=TIMEOUT,
+    ).json()
+    assert introspection["active"] is True
+    assert [(p["resource_id"], p["resource_scopes"]) for p in introspection["permissions"]] == [
+        (resource_id, ["read"])
+    ]
