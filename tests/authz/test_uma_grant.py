@@ -713,6 +713,7 @@ def need_info_ticket(client, alice_pat, history):
         {"claims_redirect_uri": "http://evil.example/cb"},
         {"claims_redirect_uri": "http://localhost:8402/uma/claims-callback/"},
         {"claims_redirect_uri": DOCTOR_REDIRECT},  # CI-2: an OAuth redirect URI is not enough
+        {"client_id": "ehr", "claims_redirect_uri": None},  # CI-1: none pre-registered
         {"client_id": None},
     ],
 )
@@ -779,3 +780,33 @@ def test_ticket_used_at_claims_endpoint_cannot_be_used_again(
         data={"csrf_token": csrf_token(page.data), "proceed": "1"},
     )
     assert_uma_error(grant(client, need_info_ticket), 400, "invalid_grant")
+
+
+def test_submitted_ticket_lives_long_enough_to_poll(app, client, alice_pat, history):
+    """TKT-5: the ticket of request_submitted outlives at least one ``interval``."""
+    body = grant(
+        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "mallory")
+    ).json
+    with app.app_context():
+        from authz_server.tickets import find_ticket
+
+        row = find_ticket(db.session(), body["ticket"])
+        assert (row.expires_at - row.created_at).total_seconds() >= 4 * body["interval"]
+
+
+def test_pct_is_random_and_stored_only_as_a_digest(app, client, alice_pat, history):
+    """SEC-GUESS, SEC-PCT: unguessable, reveals no claims, not kept in plain text."""
+    from authz_server.models import Pct
+
+    share(client, {"type": "user", "username": "carol"}, [history])
+    carol = id_token_for(client, "carol")
+    pcts = {
+        grant(client, ticket_for(client, alice_pat, history), claim_token=carol).json["pct"]
+        for _ in range(3)
+    }
+    assert len(pcts) == 3
+    for pct in pcts:
+        assert "carol" not in pct and len(pct) >= 40 and "." not in pct.removeprefix("pct.")
+    with app.app_context():
+        stored = {row.digest for row in db.session().query(Pct)}
+    assert not stored & pcts
