@@ -18,6 +18,7 @@ API_PREFIXES = (
     "/uma/",
     "/.well-known/",
     "/realms/",
+    "/api/",
 )
 ERROR_CODES = {404: "not_found", 405: "unsupported_method_type", 413: "invalid_request"}
 
