@@ -38,6 +38,18 @@ def ensure_signing_key(session: Session, initial_jwk: dict | None = None) -> Non
         session.rollback()
 
 
+# Parsed keys by kid. Key material never changes under a kid, so this cache cannot go stale;
+# which kid is current is still read from the database every time (rotation is immediate).
+_parsed: dict[str, RSAKey] = {}
+
+
+def _import(row: SigningKey) -> RSAKey:
+    key = _parsed.get(row.kid)
+    if key is None:
+        key = _parsed[row.kid] = RSAKey.import_key(row.private_jwk)
+    return key
+
+
 def current_key(session: Session) -> RSAKey:
     """The key that signs new tokens: the newest one not superseded."""
     row = session.scalars(
@@ -48,7 +60,7 @@ def current_key(session: Session) -> RSAKey:
     ).first()
     if row is None:
         raise LookupError("no signing key: run ensure_signing_key first")
-    return RSAKey.import_key(row.private_jwk)
+    return _import(row)
 
 
 def signing_key_set(session: Session) -> KeySet:
@@ -64,7 +76,7 @@ def published_keys(session: Session, grace_seconds: int) -> list[RSAKey]:
         .where((SigningKey.superseded_at.is_(None)) | (SigningKey.superseded_at > cutoff))
         .order_by(SigningKey.created_at.desc())
     )
-    return [RSAKey.import_key(row.private_jwk) for row in rows]
+    return [_import(row) for row in rows]
 
 
 def public_jwks(session: Session, grace_seconds: int) -> dict:

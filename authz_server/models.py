@@ -206,8 +206,9 @@ class Resource(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    owner: Mapped[User] = relationship(lazy="joined")
-    client: Mapped[Client] = relationship(lazy="joined")
+    # Loaded on access: the grant path reads resources by the thousand and needs neither.
+    owner: Mapped[User] = relationship()
+    client: Mapped[Client] = relationship()
 
 
 class PermissionTicket(Base):
@@ -292,9 +293,10 @@ class Policy(Base):
         ForeignKey("access_requests.id", ondelete="SET NULL")
     )
 
-    resources: Mapped[list[Resource]] = relationship(secondary=policy_resources, lazy="selectin")
-    subject_user: Mapped[User | None] = relationship(foreign_keys=[subject_user_id], lazy="joined")
-    subject_group: Mapped[Group | None] = relationship(lazy="joined")
+    # Loaded on access only: a group policy may cover thousands of resources.
+    resources: Mapped[list[Resource]] = relationship(secondary=policy_resources)
+    subject_user: Mapped[User | None] = relationship(foreign_keys=[subject_user_id])
+    subject_group: Mapped[Group | None] = relationship()
 
 
 class AccessRequest(Base):

@@ -46,21 +46,29 @@ def load_rules(session: Session, resource_ids: list[str]) -> list[Rule]:
         covered.setdefault(policy_id, set()).add(resource_id)
     if not covered:
         return []
-    policies = session.scalars(
-        select(Policy).where(Policy.id.in_(covered), Policy.revoked_at.is_(None))
+    rows = session.execute(
+        select(
+            Policy.id,
+            Policy.subject_type,
+            Policy.scopes,
+            Policy.subject_user_id,
+            Policy.subject_group_id,
+            Policy.subject_email_domain,
+            Policy.expires_at,
+        ).where(Policy.id.in_(covered), Policy.revoked_at.is_(None))
     )
     return [
         Rule(
-            id=p.id,
-            subject_type=p.subject_type,
-            resource_ids=frozenset(covered[p.id]),
-            scopes=frozenset(p.scopes),
-            user_id=p.subject_user_id,
-            group_id=p.subject_group_id,
-            email_domain=p.subject_email_domain,
-            expires_at=p.expires_at,
+            id=row.id,
+            subject_type=row.subject_type,
+            resource_ids=frozenset(covered[row.id]),
+            scopes=frozenset(row.scopes),
+            user_id=row.subject_user_id,
+            group_id=row.subject_group_id,
+            email_domain=row.subject_email_domain,
+            expires_at=row.expires_at,
         )
-        for p in policies
+        for row in rows
     ]
 
 
