@@ -6,7 +6,7 @@ Plain functions over a session; the owner JSON API (and later the console) call 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -191,15 +191,16 @@ def close_satisfied_requests(session: Session, requester: User, resource_ids) ->
     """A pending request the requester now gets through policy needs no answer any more."""
     if not resource_ids:
         return
-    for found in session.scalars(
-        select(AccessRequest).where(
+    session.execute(
+        update(AccessRequest)
+        .where(
             AccessRequest.requester_id == requester.id,
             AccessRequest.resource_id.in_(list(resource_ids)),
             AccessRequest.status == PENDING,
         )
-    ):
-        found.status = SATISFIED
-        found.decided_at = utcnow()
+        .values(status=SATISFIED, decided_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def denied_resources(session: Session, requester: User, resource_ids: list[str]) -> set[str]:
