@@ -44,7 +44,9 @@ def parse_subject(session: Session, doc) -> Subject:
             raise InvalidRequest("No such person on this server.")
         return Subject(SUBJECT_USER, user=user)
     if kind == SUBJECT_GROUP:
-        group = session.scalar(select(Group).where(Group.name == doc.get("name")))
+        if not isinstance(doc.get("name"), str):
+            raise InvalidRequest("A group subject needs a 'name'.")
+        group = session.scalar(select(Group).where(Group.name == doc["name"]))
         if group is None:
             raise InvalidRequest("No such group on this server.")
         return Subject(SUBJECT_GROUP, group=group)

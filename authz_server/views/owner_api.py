@@ -27,6 +27,7 @@ from ..sharing import (
 )
 
 bp = Blueprint("owner_api", __name__, url_prefix="/api/owner")
+# Ids in paths are bounded (max=2**31-1): a larger number is a 404, not a database overflow.
 
 
 @bp.before_request
@@ -106,7 +107,7 @@ def create_policy():
     return jsonify(policy_json(policy)), 201
 
 
-@bp.delete("/policies/<int:policy_id>")
+@bp.delete("/policies/<int(max=2147483647):policy_id>")
 def revoke(policy_id: int):
     return jsonify(policy_json(revoke_policy(db.session(), current_user, policy_id)))
 
@@ -118,7 +119,7 @@ def requests_():
     return jsonify([request_json(r) for r in found])
 
 
-@bp.post("/requests/<int:request_id>/approve")
+@bp.post("/requests/<int(max=2147483647):request_id>/approve")
 def approve(request_id: int):
     body = _body() if request.get_data() else {}
     scopes = body.get("scopes")
@@ -132,7 +133,7 @@ def approve(request_id: int):
     return jsonify(policy_json(policy)), 201
 
 
-@bp.post("/requests/<int:request_id>/deny")
+@bp.post("/requests/<int(max=2147483647):request_id>/deny")
 def deny(request_id: int):
     return jsonify(request_json(deny_request(db.session(), current_user, request_id)))
 

@@ -366,6 +366,7 @@ VALID_POLICY = {
         ({"subject": {"type": "user", "username": 42}}, 400, "invalid_request"),
         ({"subject": {"type": "group", "name": "no-such-group"}}, 400, "invalid_request"),
         ({"subject": {"type": "group"}}, 400, "invalid_request"),
+        ({"subject": {"type": "group", "name": ["x"]}}, 400, "invalid_request"),
         ({"subject": {"type": "email_domain", "domain": "surgery"}}, 400, "invalid_request"),
         (
             {"subject": {"type": "email_domain", "domain": "bob@surgery.example"}},
@@ -404,6 +405,7 @@ VALID_POLICY = {
         "username-not-string",
         "unknown-group",
         "group-without-name",
+        "group-name-not-string",
         "domain-without-dot",
         "domain-is-an-address",
         "domain-not-string",
@@ -866,3 +868,17 @@ def test_audit_log_is_per_owner(alice, sign_in, alice_pat, carol_pat, rid, carol
     alices = audit(alice)
     assert alices["total"] == 1
     assert alices["events"][0]["resource_id"] == rid
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("delete", "/policies/99999999999999999999999"),
+        ("post", "/requests/999999999999999999999/approve"),
+        ("post", "/requests/999999999999999999999/deny"),
+    ],
+)
+def test_ids_too_large_for_the_database_are_404_not_500(alice, method, path):
+    """Found by fuzzing: an id past the database's integer range once overflowed to a 500."""
+    response = getattr(alice, method)(path)
+    assert_json_error(response, 404)
