@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass
 
 from authlib.common.security import generate_token
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc6750 import InvalidTokenError
@@ -171,6 +172,11 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
         return body
 
 
+class UnsupportedTokenType(OAuth2Error):
+    error = "unsupported_token_type"
+    status_code = 400
+
+
 class RevocationEndpoint(_RevocationEndpoint):
     """RFC 7009, plus RPTs and PCTs (``token_type_hint=pct``, UMA Grant §3.7).
 
@@ -178,6 +184,16 @@ class RevocationEndpoint(_RevocationEndpoint):
 
     CLIENT_AUTH_METHODS = [*SECRET_AUTH, PUBLIC_CLIENT_AUTH]
     SUPPORTED_TOKEN_TYPES = ("access_token", "refresh_token", "pct")
+
+    def check_params(self, request, client):
+        if not request.form.get("token"):
+            raise InvalidRequestError("'token' is required.")
+        hint = request.form.get("token_type_hint")
+        if hint and hint not in self.SUPPORTED_TOKEN_TYPES:
+            # RFC 7009 §2.2.1: a 400 error (Authlib's class would answer 401).
+            raise UnsupportedTokenType(
+                f"token_type_hint must be one of {self.SUPPORTED_TOKEN_TYPES}."
+            )
 
     def query_token(self, token_string, token_type_hint):
         return find_token(token_string, token_type_hint)
@@ -196,8 +212,41 @@ class UmaClientMetadataClaims(ClientMetadataClaims):
     """RFC 7591 metadata plus UMA's ``claims_redirect_uris`` (UMA Grant §2, checklist DISC-6)."""
 
     REGISTERED_CLAIMS = [*ClientMetadataClaims.REGISTERED_CLAIMS, "claims_redirect_uris"]
+    STRINGS = (
+        "client_name",
+        "client_uri",
+        "logo_uri",
+        "scope",
+        "tos_uri",
+        "policy_uri",
+        "jwks_uri",
+        "software_id",
+        "software_version",
+        "token_endpoint_auth_method",
+    )
+    STRING_LISTS = (
+        "redirect_uris",
+        "claims_redirect_uris",
+        "grant_types",
+        "response_types",
+        "contacts",
+    )
 
     def validate(self, now=None, leeway=0):
+        # Authlib's own checks assume the JSON types are right; a number where a string
+        # belongs would crash them, so the types are checked first (RFC 7591 §2).
+        for name in self.STRINGS:
+            if name in self and not isinstance(self[name], str):
+                raise InvalidClaimError(name)
+        for name in self.STRING_LISTS:
+            value = self.get(name)
+            if name in self and not (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)
+            ):
+                raise InvalidClaimError(name)
+        jwks = self.get("jwks")
+        if "jwks" in self and not (isinstance(jwks, dict) and isinstance(jwks.get("keys"), list)):
+            raise InvalidClaimError("jwks")
         super().validate(now, leeway)
         uris = self.get("claims_redirect_uris")
         if uris is None:

@@ -37,6 +37,25 @@ from .models import PAT_BEARER_AUTH, Client, Token, secret_digest
 from .uma_grant import UmaTicketGrant
 
 
+def non_ascii_parameter(values: MultiDict) -> str | None:
+    """The first parameter whose value is not printable ASCII, if any.
+
+    RFC 6749 Appendix A defines every OAuth parameter as VSCHAR/NQCHAR (%x20-7E); Authlib
+    also refuses to build an error description with other characters, so they are caught
+    here, before it sees them.
+    """
+    for name, value in values.items(multi=True):
+        if not _printable_ascii(name):
+            return "(a parameter name)"
+        if not _printable_ascii(value):
+            return name
+    return None
+
+
+def _printable_ascii(text: str) -> bool:
+    return all(0x20 <= ord(ch) <= 0x7E for ch in text)
+
+
 def _without_empty(values: MultiDict) -> MultiDict:
     return MultiDict([(k, v) for k, v in values.items(multi=True) if v != ""])
 
@@ -74,6 +93,10 @@ class AuthorizationServer(_AuthorizationServer):
     def create_token_response(self, request=None):
         # RFC 6749 §3.2: request parameters MUST NOT be included more than once.
         oauth_request = self.create_oauth2_request(request)
+        bad = non_ascii_parameter(flask_request.form)
+        if bad:
+            error = InvalidRequestError(f"Parameter '{bad}' has characters outside ASCII.")
+            return self.handle_error_response(oauth_request, error)
         repeated = [k for k, v in oauth_request.payload.datalist.items() if len(v) > 1]
         if repeated:
             error = InvalidRequestError(f"Parameter '{repeated[0]}' is repeated.")

@@ -9,7 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_user, logout_user
 
 from ..auth import ConsentForm, LoginForm, LogoutForm, authenticate, safe_next
-from ..oauth2 import authorization
+from ..oauth2 import authorization, non_ascii_parameter
 
 bp = Blueprint("auth", __name__)
 
@@ -79,6 +79,14 @@ def authorize():
     """RFC 6749 §4.1.1 / OIDC Core §3.1.2: authenticate the person, then ask for consent."""
     server = authorization()
     user = current_user if current_user.is_authenticated else None
+    bad = non_ascii_parameter(request.args)
+    if bad:
+        return _error_page(
+            OAuth2Error(
+                f"The parameter '{bad}' holds characters that OAuth "
+                "does not allow (RFC 6749 Appendix A)."
+            )
+        )
     try:
         grant = server.get_consent_grant(end_user=user)
     except OAuth2Error as error:

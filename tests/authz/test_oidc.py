@@ -466,3 +466,53 @@ def test_registration_refuses_unsupported_grant_type(client):
     )
     assert response.status_code == 400
     assert response.json["error"] == "invalid_client_metadata"
+
+
+def test_revocation_with_an_unknown_hint_is_400_unsupported_token_type(client):
+    """RFC 7009 §2.2.1."""
+    response = client.post(
+        "/revoke", data={"token": "x", "token_type_hint": "id_token"}, auth=EHR_AUTH
+    )
+    assert response.status_code == 400
+    assert response.json["error"] == "unsupported_token_type"
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "form"),
+    [
+        ("/authorize", "response_type=%E2%98%83&client_id=ehr", None),
+        ("/authorize", "%E2%98%83=1&%E2%98%83=2", None),
+        ("/token", "", "grant_type=%E2%98%83"),
+        ("/token", "", "%E2%98%83=1&%E2%98%83=2&grant_type=client_credentials"),
+    ],
+)
+def test_non_ascii_oauth_parameters_are_refused_cleanly(client, path, query, form):
+    """RFC 6749 Appendix A: parameters are printable ASCII. Found by fuzzing: Authlib raised
+    ValueError (a 500) when such a value reached an error description."""
+    login(client, "alice")
+    if form is None:
+        response = client.get(f"{path}?{query}")
+        assert response.status_code == 400 and b"RFC 6749" in response.data
+    else:
+        response = client.post(
+            path, data=form, auth=EHR_AUTH, content_type="application/x-www-form-urlencoded"
+        )
+        assert response.status_code == 400 and response.json["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"redirect_uris": [5]},
+        {"client_name": {"a": 1}},
+        {"jwks": 5},
+        {"grant_types": "x"},
+        {"scope": ["openid"]},
+        {"claims_redirect_uris": "http://127.0.0.1/cb"},
+    ],
+)
+def test_registration_with_wrong_json_types_is_invalid_client_metadata(client, metadata):
+    """Found by fuzzing: Authlib's metadata checks assume the JSON types are right."""
+    response = client.post("/register", json={"redirect_uris": ["http://127.0.0.1/cb"], **metadata})
+    assert response.status_code == 400
+    assert response.json["error"] == "invalid_client_metadata"
