@@ -9,6 +9,7 @@ from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from . import db
 from .keys import signing_key_set
@@ -154,15 +155,23 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
 
 def service_account_for(client: Client) -> User:
-    """The owner of resources registered with this client's own credentials (PAT-5)."""
+    """The owner of resources registered with this client's own credentials (PAT-5).
+
+    Made on first use. Several workers may make it at once: the unique username lets one
+    insert win, and the others read the winner's account back.
+    """
     if client.service_account is not None:
         return client.service_account
     session = db.session()
-    account = User(username=f"service-account-{client.client_id}", is_service_account=True)
-    session.add(account)
-    session.flush()
+    username = f"service-account-{client.client_id}"
+    try:
+        account = User(username=username, is_service_account=True)
+        session.add(account)
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        account = session.scalar(select(User).where(User.username == username))
     client.service_account_id = account.id
-    client.service_account = account
     session.commit()
     return account
 

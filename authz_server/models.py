@@ -68,7 +68,8 @@ class User(UserMixin, Base):
     is_service_account: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    groups: Mapped[list[Group]] = relationship(secondary=user_groups, lazy="selectin")
+    # Loaded on access: only the grant's policy check needs them, not every token lookup.
+    groups: Mapped[list[Group]] = relationship(secondary=user_groups)
 
     def set_password(self, password: str, method: str = "scrypt") -> None:
         self.password_hash = generate_password_hash(password, method=method)
@@ -318,9 +319,9 @@ class AccessRequest(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    requester: Mapped[User] = relationship(foreign_keys=[requester_id], lazy="joined")
-    resource: Mapped[Resource] = relationship(lazy="joined")
-    client: Mapped[Client] = relationship(lazy="joined")
+    requester: Mapped[User] = relationship(foreign_keys=[requester_id])
+    resource: Mapped[Resource] = relationship()
+    client: Mapped[Client] = relationship()
 
 
 class Rpt(Base):

@@ -120,8 +120,7 @@ def issue_rpt(
         issued_at=now,
         expires_at=expires,
     )
-    session.add(row)
-    session.commit()
+    session.add(row)  # committed with the rest of the grant
     return token, row
 
 
@@ -174,4 +173,3 @@ def revoke_rpts_from_ticket(session: Session, ticket_id: int) -> None:
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    session.commit()

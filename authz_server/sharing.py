@@ -6,7 +6,7 @@ Plain functions over a session; the owner JSON API (and later the console) call 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -160,18 +160,42 @@ def list_policies(session: Session, owner: User, include_revoked: bool = False) 
     return list(session.scalars(query.order_by(Policy.created_at.desc(), Policy.id.desc())))
 
 
+@dataclass
+class RequesterHistory:
+    """This requester's unanswered and refused asks for some resources (one query)."""
+
+    pending: dict[str, AccessRequest]
+    denied: set[str]
+
+
+def requester_history(session: Session, requester: User, resource_ids) -> RequesterHistory:
+    rows = session.scalars(
+        select(AccessRequest).where(
+            AccessRequest.requester_id == requester.id,
+            AccessRequest.resource_id.in_(list(resource_ids)),
+            AccessRequest.status.in_((PENDING, DENIED)),
+        )
+    )
+    history = RequesterHistory({}, set())
+    for row in rows:
+        if row.status == PENDING:
+            history.pending[row.resource_id] = row
+        else:
+            history.denied.add(row.resource_id)
+    return history
+
+
 def record_access_requests(
-    session: Session, owner_id: int, requester: User, client: Client, asks: dict[str, set[str]]
+    session: Session,
+    owner_id: int,
+    requester: User,
+    client: Client,
+    asks: dict[str, set[str]],
+    history: RequesterHistory,
 ) -> None:
     """One pending request per requester and resource: a repeat ask widens the scopes."""
     for resource_id, scopes in asks.items():
-        existing = session.scalar(
-            select(AccessRequest).where(
-                AccessRequest.requester_id == requester.id,
-                AccessRequest.resource_id == resource_id,
-                AccessRequest.status == PENDING,
-            )
-        )
+        existing = history.pending.get(resource_id)
         if existing is not None:
             merged = sorted(set(existing.scopes) | scopes)
             if merged != existing.scopes:
@@ -189,33 +213,13 @@ def record_access_requests(
         )
 
 
-def close_satisfied_requests(session: Session, requester: User, resource_ids) -> None:
+def close_satisfied_requests(history: RequesterHistory, resource_ids) -> None:
     """A pending request the requester now gets through policy needs no answer any more."""
-    if not resource_ids:
-        return
-    session.execute(
-        update(AccessRequest)
-        .where(
-            AccessRequest.requester_id == requester.id,
-            AccessRequest.resource_id.in_(list(resource_ids)),
-            AccessRequest.status == PENDING,
-        )
-        .values(status=SATISFIED, decided_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-
-
-def denied_resources(session: Session, requester: User, resource_ids: list[str]) -> set[str]:
-    """Resources whose owner already said no to this requester (and has not shared since)."""
-    return set(
-        session.scalars(
-            select(AccessRequest.resource_id).where(
-                AccessRequest.requester_id == requester.id,
-                AccessRequest.resource_id.in_(resource_ids),
-                AccessRequest.status == DENIED,
-            )
-        )
-    )
+    for resource_id in resource_ids:
+        found = history.pending.get(resource_id)
+        if found is not None:
+            found.status = SATISFIED
+            found.decided_at = utcnow()
 
 
 def list_requests(session: Session, owner: User, status: str | None = PENDING):

@@ -125,30 +125,35 @@ class TicketUnusable(Exception):
         self.ticket = ticket
 
 
-def redeem_ticket(session: Session, value: str) -> PermissionTicket:
+def redeem_ticket(session: Session, value: str, commit: bool = True) -> PermissionTicket:
     """Invalidate a ticket as it is presented and return it (TKT-2, TKT-3).
 
-    The conditional UPDATE is what makes it single-use under concurrency: of two requests
-    racing with the same ticket, exactly one sees a row change.
+    One conditional UPDATE both checks and claims it, so of two requests racing with the same
+    ticket exactly one gets the row back. With ``commit=False`` the claim becomes durable
+    with the caller's transaction, which keeps the row locked until then.
     """
-    ticket = find_ticket(session, value)
+    now = utcnow()
+    claimed = session.scalars(
+        update(PermissionTicket)
+        .where(
+            PermissionTicket.ticket_digest == secret_digest(value),
+            PermissionTicket.used_at.is_(None),
+            PermissionTicket.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(PermissionTicket),
+        execution_options={"synchronize_session": False},
+    ).first()
+    if claimed is not None:
+        if commit:
+            session.commit()
+        return claimed
+    ticket = find_ticket(session, value)  # only to say why
     if ticket is None:
         raise TicketUnusable("unknown ticket")
-    now = utcnow()
     if ticket.used_at is not None:
         raise TicketUnusable("ticket already used", ticket)
-    if ticket.expires_at <= now:
-        raise TicketUnusable("ticket expired", ticket)
-    claimed = session.execute(
-        update(PermissionTicket)
-        .where(PermissionTicket.id == ticket.id, PermissionTicket.used_at.is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    if claimed.rowcount != 1:
-        raise TicketUnusable("ticket already used", ticket)
-    return ticket
+    raise TicketUnusable("ticket expired", ticket)
 
 
 def rotate_ticket(
@@ -158,6 +163,7 @@ def rotate_ticket(
     requester_id: int | None = None,
     bound_client_pk: int | None = None,
     claims_gathered: bool = False,
+    commit: bool = True,
 ) -> str:
     """A new ticket for the same permissions (TKT-4: it always differs from the old one)."""
     value = secrets.token_urlsafe(32)
@@ -176,5 +182,6 @@ def rotate_ticket(
             previous_id=old.id,
         )
     )
-    session.commit()
+    if commit:
+        session.commit()
     return value

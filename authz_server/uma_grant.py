@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
     InvalidGrantError,
     InvalidRequestError,
@@ -37,7 +38,7 @@ from .rpts import (
     resource_info,
     revoke_rpts_from_ticket,
 )
-from .sharing import close_satisfied_requests, denied_resources, record_access_requests
+from .sharing import close_satisfied_requests, record_access_requests, requester_history
 from .tickets import TicketUnusable, redeem_ticket, rotate_ticket
 
 
@@ -63,13 +64,12 @@ class UmaGrantProcess:
 
     def redeem(self) -> PermissionTicket:
         try:
-            return redeem_ticket(self.session, self.data["ticket"])
+            return redeem_ticket(self.session, self.data["ticket"], commit=False)
         except TicketUnusable as error:
             if error.ticket is not None and error.reason == "ticket already used":
                 revoke_rpts_from_ticket(self.session, error.ticket.id)  # TKT-6
             if error.ticket is not None:
                 self._audit(error.ticket.owner_id, "invalid", error.reason)
-                self.session.commit()
             raise InvalidGrantError(error.reason) from None
 
     # -- step 2: who is asking ---------------------------------------------------------
@@ -124,7 +124,6 @@ class UmaGrantProcess:
         }
         if len(resources) != len(set(ids)):
             self._audit(ticket.owner_id, "invalid", "a resource in the ticket was deregistered")
-            self.session.commit()
             raise InvalidGrantError("A resource in the ticket is no longer registered.")
         infos = {rid: resource_info(r) for rid, r in resources.items()}
 
@@ -141,9 +140,8 @@ class UmaGrantProcess:
         who = self.identify(ticket)
         if who.user is None:
             self._audit_each(ticket.owner_id, resources, requested, "need_info", who.why_not)
-            self.session.commit()
             raise NeedInfo(
-                ticket=rotate_ticket(self.session, ticket, self.config["TICKET_TTL"]),
+                ticket=rotate_ticket(self.session, ticket, self.config["TICKET_TTL"], commit=False),
                 redirect_user=self.config["ISSUER"] + PATHS["claims_interaction_endpoint"],
                 required_claims=[
                     {
@@ -158,14 +156,15 @@ class UmaGrantProcess:
 
         requester = requester_of(who.user)
         assessment = assess(requested, load_rules(self.session, ids), requester, self.now)
-        decision = decide(assessment, infos, denied_resources(self.session, who.user, ids))
+        history = requester_history(self.session, who.user, ids)
+        decision = decide(assessment, infos, history.denied)
 
         if decision.to_ask:
             record_access_requests(
-                self.session, ticket.owner_id, who.user, self.client, decision.to_ask
+                self.session, ticket.owner_id, who.user, self.client, decision.to_ask, history
             )
         missing = assessment.missing()
-        close_satisfied_requests(self.session, who.user, set(resources) - set(missing))
+        close_satisfied_requests(history, set(resources) - set(missing))
         for rid, resource in resources.items():
             if rid not in missing:
                 outcome, reason = "granted", "allowed by policy"
@@ -174,7 +173,6 @@ class UmaGrantProcess:
             else:
                 outcome, reason = "denied", "no policy covers it and the owner does not ask"
             self._audit(ticket.owner_id, outcome, reason, who.user, resource, requested[rid])
-        self.session.commit()
 
         if decision.outcome == "submitted":
             interval = self.config["UMA_POLL_INTERVAL"]
@@ -185,6 +183,7 @@ class UmaGrantProcess:
                     max(self.config["TICKET_TTL"], 4 * interval),
                     requester_id=who.user.id,
                     bound_client_pk=self.client.id,
+                    commit=False,
                 ),
                 interval=interval,
                 description="The owner has been asked; poll again with the new ticket.",
@@ -247,6 +246,7 @@ class UmaGrantProcess:
             body["pct"] = self.issue_pct(who.user)
         if upgraded:
             body["upgraded"] = True
+        self.session.commit()
         return (
             200,
             body,
@@ -268,7 +268,6 @@ class UmaGrantProcess:
                 expires_at=self.now + timedelta(seconds=self.config["PCT_TTL"]),
             )
         )
-        self.session.commit()
         return value
 
     # -- audit ------------------------------------------------------------------------
@@ -309,4 +308,11 @@ class UmaTicketGrant(BaseGrant, TokenEndpointMixin):
             raise InvalidRequestError("'claim_token' and 'claim_token_format' go together.")
 
     def create_token_response(self):
-        return UmaGrantProcess(self.request, self.request.client).run()
+        process = UmaGrantProcess(self.request, self.request.client)
+        try:
+            return process.run()
+        except OAuth2Error:
+            # One transaction per grant: the redeemed ticket (TKT-3), the rotated one, the
+            # pending request and the audit events are kept whatever the answer.
+            process.session.commit()
+            raise

@@ -12,7 +12,7 @@ from .. import db
 from ..discovery import PATHS
 from ..errors import ProtectionError, UnsupportedMethod
 from ..jsonbody import parse_json
-from ..oauth2 import query_client, require_oauth
+from ..oauth2 import require_oauth
 from ..resources import (
     delete_resource,
     describe,
@@ -54,7 +54,7 @@ def pat_required(view):
                     response.headers[name] = value
             return response
         g.owner = token.user
-        g.resource_server = query_client(token.client_id)
+        g.resource_server = token.client
         try:
             return view(*args, **kwargs)
         except ProtectionError as error:

@@ -141,3 +141,26 @@ def test_gunicorn_workers_publish_one_key(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.live
+def test_concurrent_first_client_credentials_make_one_service_account(live_as):
+    """Found by the benchmark: eight simultaneous first calls once raced to a 500."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def call(_):
+        return requests.post(
+            f"{live_as.url}/token",
+            data={"grant_type": "client_credentials"},
+            auth=EHR_AUTH,
+            timeout=30,
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(call, range(8)))
+    assert statuses == [200] * 8
+    with live_as.app.app_context():
+        accounts = (
+            db.session().scalars(select(User).where(User.username == "service-account-ehr")).all()
+        )
+        assert len(accounts) == 1
