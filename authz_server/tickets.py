@@ -125,35 +125,46 @@ class TicketUnusable(Exception):
         self.ticket = ticket
 
 
-def redeem_ticket(session: Session, value: str, commit: bool = True) -> PermissionTicket:
-    """Invalidate a ticket as it is presented and return it (TKT-2, TKT-3).
-
-    One conditional UPDATE both checks and claims it, so of two requests racing with the same
-    ticket exactly one gets the row back. With ``commit=False`` the claim becomes durable
-    with the caller's transaction, which keeps the row locked until then.
-    """
-    now = utcnow()
-    claimed = session.scalars(
-        update(PermissionTicket)
-        .where(
-            PermissionTicket.ticket_digest == secret_digest(value),
-            PermissionTicket.used_at.is_(None),
-            PermissionTicket.expires_at > now,
-        )
-        .values(used_at=now)
-        .returning(PermissionTicket),
-        execution_options={"synchronize_session": False},
-    ).first()
-    if claimed is not None:
-        if commit:
-            session.commit()
-        return claimed
-    ticket = find_ticket(session, value)  # only to say why
+def usable_ticket(session: Session, value: str) -> PermissionTicket:
+    """The ticket for this value if it can still be redeemed; reading only."""
+    ticket = find_ticket(session, value)
     if ticket is None:
         raise TicketUnusable("unknown ticket")
     if ticket.used_at is not None:
         raise TicketUnusable("ticket already used", ticket)
-    raise TicketUnusable("ticket expired", ticket)
+    if ticket.expires_at <= utcnow():
+        raise TicketUnusable("ticket expired", ticket)
+    return ticket
+
+
+def claim_ticket(session: Session, ticket: PermissionTicket) -> bool:
+    """Mark the ticket used unless someone else did first (TKT-2, TKT-3).
+
+    The conditional UPDATE is what makes a ticket single-use under concurrency: of two
+    requests racing with the same ticket, exactly one changes the row. It becomes durable
+    with the caller's commit, and holds the row (or SQLite's write lock) until then.
+    """
+    claimed = session.execute(
+        update(PermissionTicket)
+        .where(
+            PermissionTicket.id == ticket.id,
+            PermissionTicket.used_at.is_(None),
+            PermissionTicket.expires_at > utcnow(),
+        )
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return claimed.rowcount == 1
+
+
+def redeem_ticket(session: Session, value: str) -> PermissionTicket:
+    """Check, claim and commit in one go (the claims interaction endpoint's use)."""
+    ticket = usable_ticket(session, value)
+    if not claim_ticket(session, ticket):
+        session.rollback()
+        raise TicketUnusable("ticket already used", ticket)
+    session.commit()
+    return ticket
 
 
 def rotate_ticket(

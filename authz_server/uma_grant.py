@@ -39,7 +39,7 @@ from .rpts import (
     revoke_rpts_from_ticket,
 )
 from .sharing import close_satisfied_requests, record_access_requests, requester_history
-from .tickets import TicketUnusable, redeem_ticket, rotate_ticket
+from .tickets import TicketUnusable, claim_ticket, rotate_ticket, usable_ticket
 
 
 @dataclass
@@ -59,18 +59,32 @@ class UmaGrantProcess:
         self.session = db.session()
         self.config = current_app.config
         self.now = utcnow()
+        self.ticket: PermissionTicket | None = None
 
     # -- step 1: the ticket -----------------------------------------------------------
 
-    def redeem(self) -> PermissionTicket:
+    def load_ticket(self) -> PermissionTicket:
+        """Read the ticket; it is claimed only in ``finish``, so the write is short."""
         try:
-            return redeem_ticket(self.session, self.data["ticket"], commit=False)
+            self.ticket = usable_ticket(self.session, self.data["ticket"])
+            return self.ticket
         except TicketUnusable as error:
             if error.ticket is not None and error.reason == "ticket already used":
                 revoke_rpts_from_ticket(self.session, error.ticket.id)  # TKT-6
             if error.ticket is not None:
                 self._audit(error.ticket.owner_id, "invalid", error.reason)
             raise InvalidGrantError(error.reason) from None
+
+    def finish(self) -> None:
+        """Claim the ticket and commit everything the grant wrote, in one short transaction.
+
+        Everything before this only read (autoflush is off), so the write lock is held for
+        one UPDATE and a few INSERTs, not for the policy evaluation and the signing.
+        """
+        if self.ticket is not None and not claim_ticket(self.session, self.ticket):
+            self.session.rollback()  # someone redeemed it meanwhile: nothing of ours stands
+            raise InvalidGrantError("ticket already used")
+        self.session.commit()
 
     # -- step 2: who is asking ---------------------------------------------------------
 
@@ -115,7 +129,7 @@ class UmaGrantProcess:
     # -- step 3: assess and answer ----------------------------------------------------
 
     def run(self):
-        ticket = self.redeem()
+        ticket = self.load_ticket()
         old_rpt = self.upgradeable_rpt()
         ticket_perms = [(p["resource_id"], p["resource_scopes"]) for p in ticket.permissions]
         ids = [rid for rid, _ in ticket_perms]
@@ -246,7 +260,6 @@ class UmaGrantProcess:
             body["pct"] = self.issue_pct(who.user)
         if upgraded:
             body["upgraded"] = True
-        self.session.commit()
         return (
             200,
             body,
@@ -309,10 +322,13 @@ class UmaTicketGrant(BaseGrant, TokenEndpointMixin):
 
     def create_token_response(self):
         process = UmaGrantProcess(self.request, self.request.client)
-        try:
-            return process.run()
-        except OAuth2Error:
-            # One transaction per grant: the redeemed ticket (TKT-3), the rotated one, the
-            # pending request and the audit events are kept whatever the answer.
-            process.session.commit()
-            raise
+        with process.session.no_autoflush:
+            try:
+                response = process.run()
+            except OAuth2Error:
+                # Whatever the answer, the presented ticket is used up (TKT-3) and the
+                # rotated ticket, pending request and audit events are kept.
+                process.finish()
+                raise
+        process.finish()
+        return response

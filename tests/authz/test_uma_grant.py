@@ -810,3 +810,44 @@ def test_pct_is_random_and_stored_only_as_a_digest(app, client, alice_pat, histo
     with app.app_context():
         stored = {row.digest for row in db.session().query(Pct)}
     assert not stored & pcts
+
+
+@pytest.mark.live
+def test_racing_redemptions_of_one_ticket_yield_exactly_one_rpt(live_as):
+    """TKT-2 under concurrency: the same ticket sent four times at once, through real HTTP
+    and separate database connections, gives one RPT and three invalid_grant."""
+    import threading
+
+    import requests
+
+    client = live_as.app.test_client()
+    pat = code_flow_tokens(client, "alice")["access_token"]
+    rid = client.post("/uma/resource_set", json=RECORD, headers=bearer(pat)).json["_id"]
+    share(client, {"type": "user", "username": "carol"}, [rid])
+    carol = id_token_for(client, "carol")
+    for _ in range(3):
+        ticket = ticket_for(client, pat, rid)
+        start = threading.Barrier(4)
+        statuses = []
+
+        def redeem(ticket=ticket, start=start, statuses=statuses):
+            start.wait()
+            response = requests.post(
+                live_as.url + "/token",
+                auth=DOCTOR_AUTH,
+                timeout=30,
+                data={
+                    "grant_type": UMA_GRANT,
+                    "ticket": ticket,
+                    "claim_token": carol,
+                    "claim_token_format": ID_TOKEN,
+                },
+            )
+            statuses.append((response.status_code, response.json().get("error")))
+
+        threads = [threading.Thread(target=redeem) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(statuses, key=str) == [(200, None)] + [(400, "invalid_grant")] * 3
