@@ -271,36 +271,30 @@ def approve_request(
         )
     ):
         old.status = "superseded"
+    _audit_answer(session, found, "granted", "owner approved the request", chosen)
+    session.commit()
+    return policy
+
+
+def _audit_answer(session: Session, found: AccessRequest, outcome, reason, scopes) -> None:
     audit.record(
         session,
-        owner.id,
-        outcome="granted",
-        reason="owner approved the request",
+        found.owner_id,
+        outcome=outcome,
+        reason=reason,
         requester=found.requester.username,
         client=found.client.display_name,
         resource_id=found.resource_id,
         resource_name=found.resource.name,
-        scopes=chosen,
+        scopes=scopes,
     )
-    session.commit()
-    return policy
 
 
 def deny_request(session: Session, owner: User, request_id: int) -> AccessRequest:
     found = _pending(session, owner, request_id)
     found.status = DENIED
     found.decided_at = utcnow()
-    audit.record(
-        session,
-        owner.id,
-        outcome="denied",
-        reason="owner denied the request",
-        requester=found.requester.username,
-        client=found.client.display_name,
-        resource_id=found.resource_id,
-        resource_name=found.resource.name,
-        scopes=found.scopes,
-    )
+    _audit_answer(session, found, "denied", "owner denied the request", found.scopes)
     session.commit()
     return found
 

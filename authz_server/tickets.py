@@ -75,6 +75,31 @@ def check_permissions(
             )
 
 
+def _store_ticket(
+    session: Session,
+    owner_id: int,
+    rs_pk: int,
+    permissions: list[dict],
+    ttl_seconds: int,
+    **context,
+) -> str:
+    """Add a new ticket row and return its only plaintext copy."""
+    value = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        PermissionTicket(
+            ticket_digest=secret_digest(value),
+            owner_id=owner_id,
+            client_pk=rs_pk,
+            permissions=permissions,
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+            **context,
+        )
+    )
+    return value
+
+
 def issue_ticket(
     session: Session,
     owner: User,
@@ -82,24 +107,16 @@ def issue_ticket(
     permissions: list[RequestedPermission],
     ttl_seconds: int,
 ) -> str:
-    """Store a new ticket for exactly these permissions and return its only plaintext copy."""
-    ticket = secrets.token_urlsafe(32)
-    now = utcnow()
-    session.add(
-        PermissionTicket(
-            ticket_digest=secret_digest(ticket),
-            owner_id=owner.id,
-            client_pk=rs.id,
-            permissions=[
-                {"resource_id": p.resource_id, "resource_scopes": p.resource_scopes}
-                for p in permissions
-            ],
-            created_at=now,
-            expires_at=now + timedelta(seconds=ttl_seconds),
-        )
+    """A ticket for exactly these permissions (PERM-3)."""
+    value = _store_ticket(
+        session,
+        owner.id,
+        rs.id,
+        [{"resource_id": p.resource_id, "resource_scopes": p.resource_scopes} for p in permissions],
+        ttl_seconds,
     )
     session.commit()
-    return ticket
+    return value
 
 
 def request_permission(session: Session, owner: User, rs: Client, body, ttl_seconds: int) -> str:
@@ -177,21 +194,16 @@ def rotate_ticket(
     commit: bool = True,
 ) -> str:
     """A new ticket for the same permissions (TKT-4: it always differs from the old one)."""
-    value = secrets.token_urlsafe(32)
-    now = utcnow()
-    session.add(
-        PermissionTicket(
-            ticket_digest=secret_digest(value),
-            owner_id=old.owner_id,
-            client_pk=old.client_pk,
-            permissions=old.permissions,
-            created_at=now,
-            expires_at=now + timedelta(seconds=ttl_seconds),
-            requester_id=requester_id,
-            bound_client_pk=bound_client_pk,
-            claims_gathered=claims_gathered,
-            previous_id=old.id,
-        )
+    value = _store_ticket(
+        session,
+        old.owner_id,
+        old.client_pk,
+        old.permissions,
+        ttl_seconds,
+        requester_id=requester_id,
+        bound_client_pk=bound_client_pk,
+        claims_gathered=claims_gathered,
+        previous_id=old.id,
     )
     if commit:
         session.commit()
