@@ -100,6 +100,22 @@ def redirect_params(response) -> dict:
     return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
 
 
+def exchange_code(
+    client, code: str, verifier: str | None, redirect_uri=EHR_REDIRECT, auth=EHR_AUTH, **extra
+):
+    """POST /token with an authorization code; ``auth=None`` for public or post-auth clients."""
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri, **extra}
+    if verifier:
+        data["code_verifier"] = verifier
+    return client.post("/token", data=data, auth=auth)
+
+
+def refresh(client, refresh_token: str, auth=EHR_AUTH):
+    return client.post(
+        "/token", data={"grant_type": "refresh_token", "refresh_token": refresh_token}, auth=auth
+    )
+
+
 def code_flow_tokens(
     client,
     username="alice",
@@ -121,16 +137,7 @@ def code_flow_tokens(
         "code_challenge_method": "S256",
     }
     back = redirect_params(authorize(client, params))
-    response = client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": back["code"],
-            "redirect_uri": redirect_uri,
-            "code_verifier": verifier,
-        },
-        auth=client_auth,
-    )
+    response = exchange_code(client, back["code"], verifier, redirect_uri, client_auth)
     assert response.status_code == 200, response.json
     client.post("/logout", data={"csrf_token": csrf_token(client.get("/console/").data)})
     return response.json

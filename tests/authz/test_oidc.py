@@ -11,9 +11,11 @@ from tests.authz.conftest import (
     bearer,
     code_flow_tokens,
     csrf_token,
+    exchange_code,
     login,
     pkce_pair,
     redirect_params,
+    refresh,
 )
 
 CONSENT_PROTECTION = (
@@ -22,7 +24,8 @@ CONSENT_PROTECTION = (
 )
 
 
-def code_params(**overrides) -> dict:
+def code_request(**overrides) -> tuple[dict, str]:
+    """Authorization request parameters (PKCE S256) and the verifier that goes with them."""
     verifier, challenge = pkce_pair()
     params = {
         "response_type": "code",
@@ -35,23 +38,13 @@ def code_params(**overrides) -> dict:
         "code_challenge_method": "S256",
     }
     params.update(overrides)
-    params["_verifier"] = verifier
-    return params
+    return params, verifier
 
 
-def run_code_flow(client, params: dict, auth=EHR_AUTH, verifier=None):
+def run_code_flow(client, params: dict, verifier: str, auth=EHR_AUTH):
     """Consent as the signed-in person, then exchange the code; returns (redirect, token resp)."""
-    verifier = verifier or params.pop("_verifier", None)
-    params.pop("_verifier", None)
     back = redirect_params(authorize(client, params))
-    data = {
-        "grant_type": "authorization_code",
-        "code": back["code"],
-        "redirect_uri": params.get("redirect_uri", EHR_REDIRECT),
-    }
-    if verifier:
-        data["code_verifier"] = verifier
-    return back, client.post("/token", data=data, auth=auth)
+    return back, exchange_code(client, back["code"], verifier, params["redirect_uri"], auth)
 
 
 def register_client(client, **metadata) -> dict:
@@ -87,8 +80,7 @@ def test_login_next_is_not_an_open_redirect(client):
 
 
 def test_authorize_sends_a_signed_out_person_to_login(client):
-    params = code_params()
-    params.pop("_verifier")
+    params, _ = code_request()
     response = client.get("/authorize", query_string=params)
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login?next=")
@@ -96,8 +88,7 @@ def test_authorize_sends_a_signed_out_person_to_login(client):
 
 def test_consent_page_says_in_plain_words_what_uma_protection_means(client):
     login(client, "alice")
-    params = code_params()
-    params.pop("_verifier")
+    params, _ = code_request()
     page = client.get("/authorize", query_string=params)
     assert page.status_code == 200
     text = page.data.decode()
@@ -108,8 +99,7 @@ def test_consent_page_says_in_plain_words_what_uma_protection_means(client):
 
 def test_consent_without_csrf_token_issues_no_code(client):
     login(client, "alice")
-    params = code_params()
-    params.pop("_verifier")
+    params, _ = code_request()
     response = client.post("/authorize", query_string=params, data={"allow": "1"})
     assert response.status_code == 400
     assert "Location" not in response.headers
@@ -117,8 +107,7 @@ def test_consent_without_csrf_token_issues_no_code(client):
 
 def test_deny_redirects_with_access_denied_and_state(client):
     login(client, "alice")
-    params = code_params()
-    params.pop("_verifier")
+    params, _ = code_request()
     back = redirect_params(authorize(client, params, allow=False))
     assert back["error"] == "access_denied" and back["state"] == "xyz"
     assert "code" not in back
@@ -129,7 +118,7 @@ def test_deny_redirects_with_access_denied_and_state(client):
 
 def test_code_flow_returns_state_and_full_token_response(client):
     login(client, "alice")
-    back, response = run_code_flow(client, code_params())
+    back, response = run_code_flow(client, *code_request())
     assert back["state"] == "xyz"
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
@@ -144,7 +133,7 @@ def test_code_flow_returns_state_and_full_token_response(client):
 def test_id_token_is_rs256_with_kid_and_verifies_against_jwks(client):
     """OIDC Core §3.1.3.7, verified with PyJWT, an implementation independent of ours."""
     login(client, "alice")
-    _, response = run_code_flow(client, code_params())
+    _, response = run_code_flow(client, *code_request())
     id_token = response.json["id_token"]
     header = jwt.get_unverified_header(id_token)
     assert header["alg"] == "RS256"
@@ -184,8 +173,7 @@ def test_access_token_is_a_signed_jwt_with_jti(client):
 def test_redirect_uri_must_match_exactly(client, redirect_uri):
     """Exact string comparison: the AS shows an error and never redirects there."""
     login(client, "alice")
-    params = code_params(redirect_uri=redirect_uri)
-    params.pop("_verifier")
+    params, _ = code_request(redirect_uri=redirect_uri)
     response = client.get("/authorize", query_string=params)
     assert response.status_code == 400
     assert "Location" not in response.headers
@@ -193,8 +181,7 @@ def test_redirect_uri_must_match_exactly(client, redirect_uri):
 
 def test_unknown_client_gets_an_error_page_not_a_redirect(client):
     login(client, "alice")
-    params = code_params(client_id="nobody")
-    params.pop("_verifier")
+    params, _ = code_request(client_id="nobody")
     response = client.get("/authorize", query_string=params)
     assert response.status_code == 400
     assert b"cannot be completed" in response.data
@@ -202,25 +189,17 @@ def test_unknown_client_gets_an_error_page_not_a_redirect(client):
 
 def test_prompt_none_cannot_show_consent_so_it_says_consent_required(client):
     login(client, "alice")
-    params = code_params(prompt="none")
-    params.pop("_verifier")
+    params, _ = code_request(prompt="none")
     back = redirect_params(client.get("/authorize", query_string=params))
     assert back["error"] == "consent_required" and back["state"] == "xyz"
 
 
 def test_code_is_single_use(client):
     login(client, "alice")
-    params = code_params()
-    verifier = params.pop("_verifier")
+    params, verifier = code_request()
     back = redirect_params(authorize(client, params))
-    data = {
-        "grant_type": "authorization_code",
-        "code": back["code"],
-        "redirect_uri": EHR_REDIRECT,
-        "code_verifier": verifier,
-    }
-    assert client.post("/token", data=data, auth=EHR_AUTH).status_code == 200
-    again = client.post("/token", data=data, auth=EHR_AUTH)
+    assert exchange_code(client, back["code"], verifier).status_code == 200
+    again = exchange_code(client, back["code"], verifier)
     assert again.status_code == 400 and again.json["error"] == "invalid_grant"
 
 
@@ -229,8 +208,7 @@ def test_code_is_single_use(client):
 
 def test_pkce_plain_is_refused(client):
     login(client, "alice")
-    params = code_params(code_challenge_method="plain")
-    params.pop("_verifier")
+    params, verifier = code_request(code_challenge_method="plain")
     back = redirect_params(client.get("/authorize", query_string=params))
     assert back["error"] == "invalid_request"
 
@@ -238,8 +216,7 @@ def test_pkce_plain_is_refused(client):
 def test_pkce_challenge_without_method_is_refused(client):
     """RFC 7636 would default to "plain"; we accept only an explicit S256."""
     login(client, "alice")
-    params = code_params()
-    params.pop("_verifier")
+    params, _ = code_request()
     params.pop("code_challenge_method")
     back = redirect_params(client.get("/authorize", query_string=params))
     assert back["error"] == "invalid_request"
@@ -247,9 +224,8 @@ def test_pkce_challenge_without_method_is_refused(client):
 
 def test_pkce_wrong_verifier_is_invalid_grant(client):
     login(client, "alice")
-    params = code_params()
-    params.pop("_verifier")
-    _, response = run_code_flow(client, params, verifier="x" * 50)
+    params, _ = code_request()
+    _, response = run_code_flow(client, params, "x" * 50)
     assert response.status_code == 400 and response.json["error"] == "invalid_grant"
 
 
@@ -273,20 +249,17 @@ def test_public_client_must_use_pkce(client):
     back = redirect_params(client.get("/authorize", query_string=base))
     assert back["error"] == "invalid_request"
 
-    params = code_params(
+    params, verifier = code_request(
         client_id=public["client_id"], redirect_uri="http://127.0.0.1:9999/cb", scope="openid"
     )
-    verifier = params.pop("_verifier")
     back = redirect_params(authorize(client, params))
-    response = client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": back["code"],
-            "client_id": public["client_id"],
-            "redirect_uri": "http://127.0.0.1:9999/cb",
-            "code_verifier": verifier,
-        },
+    response = exchange_code(
+        client,
+        back["code"],
+        verifier,
+        "http://127.0.0.1:9999/cb",
+        auth=None,
+        client_id=public["client_id"],
     )
     assert response.status_code == 200, response.json
     assert response.json["id_token"]
@@ -297,30 +270,22 @@ def test_public_client_must_use_pkce(client):
 
 def test_client_secret_post_is_accepted(client):
     login(client, "alice")
-    params = code_params()
-    verifier = params.pop("_verifier")
+    params, verifier = code_request()
     back = redirect_params(authorize(client, params))
-    response = client.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": back["code"],
-            "redirect_uri": EHR_REDIRECT,
-            "code_verifier": verifier,
-            "client_id": "ehr",
-            "client_secret": "ehr-demo-secret",
-        },
+    response = exchange_code(
+        client,
+        back["code"],
+        verifier,
+        auth=None,
+        client_id="ehr",
+        client_secret="ehr-demo-secret",
     )
     assert response.status_code == 200, response.json
 
 
 def test_refresh_rotates_and_old_refresh_token_dies(client):
     tokens = code_flow_tokens(client, "alice")
-    first = client.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
-        auth=EHR_AUTH,
-    )
+    first = refresh(client, tokens["refresh_token"])
     assert first.status_code == 200, first.json
     body = first.json
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
@@ -328,11 +293,7 @@ def test_refresh_rotates_and_old_refresh_token_dies(client):
     assert client.get("/userinfo", headers=bearer(body["access_token"])).status_code == 200
     # The old access token went with the old refresh token.
     assert client.get("/userinfo", headers=bearer(tokens["access_token"])).status_code == 401
-    replay = client.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
-        auth=EHR_AUTH,
-    )
+    replay = refresh(client, tokens["refresh_token"])
     assert replay.status_code == 400 and replay.json["error"] == "invalid_grant"
 
 
@@ -413,12 +374,8 @@ def test_revocation_ends_the_grant(client, which):
     )
     assert response.status_code == 200
     assert client.get("/userinfo", headers=bearer(tokens["access_token"])).status_code == 401
-    refresh = client.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
-        auth=EHR_AUTH,
-    )
-    assert refresh.json["error"] == "invalid_grant"
+    refreshed = refresh(client, tokens["refresh_token"])
+    assert refreshed.json["error"] == "invalid_grant"
 
 
 def test_revoking_an_unknown_token_is_fine(client):

@@ -15,6 +15,7 @@ from tests.authz.conftest import (
     bearer,
     code_flow_tokens,
     login,
+    refresh,
 )
 
 SPEC_EXAMPLE = {
@@ -82,11 +83,7 @@ def test_pat_from_client_credentials_is_owned_by_the_service_account(client, ali
 def test_pat_refreshes_while_the_owner_is_offline(client):
     """PAT-7: the RS keeps protecting with a refreshed PAT; Alice is not signed in."""
     tokens = code_flow_tokens(client, "alice")
-    refreshed = client.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
-        auth=EHR_AUTH,
-    ).json
+    refreshed = refresh(client, tokens["refresh_token"]).json
     assert "uma_protection" in refreshed["scope"].split()
     assert create(client, refreshed["access_token"]).status_code == 201
 
