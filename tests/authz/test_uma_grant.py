@@ -77,6 +77,15 @@ def grant(
     return client.post("/token", data=data, auth=auth)
 
 
+def ask_as(client, pat: str, resource_id: str, person: str, scopes=("read",)):
+    """The doctor app asks for ``scopes`` on a resource for ``person``, pushing their ID token."""
+    return grant(
+        client,
+        ticket_for(client, pat, resource_id, scopes),
+        claim_token=id_token_for(client, person),
+    )
+
+
 def owner_call(client, method: str, path: str, body=None, owner="alice"):
     """Alice (signed in at the AS) uses her owner API with the session's CSRF token."""
     login(client, owner)
@@ -133,9 +142,7 @@ def labs(alice_pat, register):
 def test_carol_with_a_standing_policy_gets_an_rpt_first_try(client, alice_pat, history):
     """6.3: success with access_token + token_type, no ``scope``; a PCT for pushed claims."""
     share(client, {"type": "user", "username": "carol"}, [history])
-    response = grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "carol")
-    )
+    response = ask_as(client, alice_pat, history, "carol")
     assert response.status_code == 200, response.json
     body = response.json
     assert body["token_type"] == "Bearer" and body["expires_in"] == 300
@@ -153,9 +160,7 @@ def test_carol_with_a_standing_policy_gets_an_rpt_first_try(client, alice_pat, h
 
 def test_rpt_is_a_signed_jwt_with_kid_jti_and_permissions(client, alice_pat, history):
     share(client, {"type": "user", "username": "carol"}, [history])
-    token = grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "carol")
-    ).json["access_token"]
+    token = ask_as(client, alice_pat, history, "carol").json["access_token"]
     header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     assert header["alg"] == "RS256" and header["kid"]
     keys = {k["kid"]: k for k in client.get("/jwks").json["keys"]}
@@ -196,9 +201,7 @@ def test_stranger_under_ask_is_submitted_then_approved(client, alice_pat, histor
 
 def test_under_deny_the_stranger_is_refused(client, alice_pat, history):
     owner_call(client, "PUT", f"/api/owner/resources/{history}/settings", {"uncovered": "deny"})
-    response = grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "mallory")
-    )
+    response = ask_as(client, alice_pat, history, "mallory")
     body = assert_uma_error(response, 403, "request_denied")
     assert "ticket" not in body
     assert owner_call(client, "GET", "/api/owner/requests").json == []
@@ -259,9 +262,7 @@ def test_no_claims_need_info_then_claims_interaction_then_rpt(client, alice_pat,
 
 def test_pct_reuse_without_a_claim_token(client, alice_pat, history, labs):
     share(client, {"type": "user", "username": "carol"}, [history, labs])
-    pct = grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "carol")
-    ).json["pct"]
+    pct = ask_as(client, alice_pat, history, "carol").json["pct"]
     response = grant(client, ticket_for(client, alice_pat, labs), pct=pct)
     assert response.status_code == 200, response.json
     assert "pct" not in response.json  # nothing new was gathered
@@ -286,9 +287,7 @@ def test_pct_from_another_client_gains_nothing(client, alice_pat, history):
         )
         db.session().commit()
     share(client, {"type": "user", "username": "carol"}, [history])
-    pct = grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "carol")
-    ).json["pct"]
+    pct = ask_as(client, alice_pat, history, "carol").json["pct"]
     response = grant(
         client, ticket_for(client, alice_pat, history), pct=pct, auth=("other-app", "other-secret")
     )
@@ -298,9 +297,7 @@ def test_pct_from_another_client_gains_nothing(client, alice_pat, history):
 def test_revoked_pct_is_not_accepted(client, alice_pat, history):
     """REV-1: ``token_type_hint=pct`` at the RFC 7009 endpoint."""
     share(client, {"type": "user", "username": "carol"}, [history])
-    pct = grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "carol")
-    ).json["pct"]
+    pct = ask_as(client, alice_pat, history, "carol").json["pct"]
     revoked = client.post(
         "/revoke", data={"token": pct, "token_type_hint": "pct"}, auth=DOCTOR_AUTH
     )
@@ -349,9 +346,7 @@ def test_rpt_upgrade_across_two_resources(client, alice_pat, history, labs):
 
 def test_no_upgrade_without_rpt_says_nothing(client, alice_pat, history):
     share(client, {"type": "user", "username": "carol"}, [history])
-    body = grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "carol")
-    ).json
+    body = ask_as(client, alice_pat, history, "carol").json
     assert "upgraded" not in body
 
 
@@ -375,11 +370,7 @@ def test_group_subject(client, alice_pat, history):
         )
         assert response.status_code == 200, (person, response.json)
     assert_uma_error(
-        grant(
-            client,
-            ticket_for(client, alice_pat, history),
-            claim_token=id_token_for(client, "carol"),
-        ),
+        ask_as(client, alice_pat, history, "carol"),
         403,
         "request_submitted",
     )
@@ -388,16 +379,10 @@ def test_group_subject(client, alice_pat, history):
 def test_claim_condition_subject(client, alice_pat, history):
     """Anyone whose verified email is at surgery.example."""
     share(client, {"type": "email_domain", "domain": "surgery.example"}, [history])
-    ok = grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "erin")
-    )
+    ok = ask_as(client, alice_pat, history, "erin")
     assert ok.status_code == 200
     assert_uma_error(
-        grant(
-            client,
-            ticket_for(client, alice_pat, history),
-            claim_token=id_token_for(client, "mallory"),
-        ),
+        ask_as(client, alice_pat, history, "mallory"),
         403,
         "request_submitted",
     )
@@ -432,9 +417,7 @@ def test_time_limited_policy_expires(app, client, alice_pat, history):
 def test_revocation_makes_introspection_inactive_at_once(client, alice_pat, history):
     """PRIV-TTL, "no means no"."""
     policy_id = share(client, {"type": "user", "username": "bob"}, [history])
-    rpt = grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "bob")
-    ).json["access_token"]
+    rpt = ask_as(client, alice_pat, history, "bob").json["access_token"]
     assert introspect(client, alice_pat, rpt)["active"] is True
     assert owner_call(client, "DELETE", f"/api/owner/policies/{policy_id}").status_code == 200
     assert introspect(client, alice_pat, rpt) == {"active": False}
@@ -443,11 +426,7 @@ def test_revocation_makes_introspection_inactive_at_once(client, alice_pat, hist
 def test_revoking_one_scope_keeps_the_rest(client, alice_pat, history):
     read_id = share(client, {"type": "user", "username": "bob"}, [history], ["read"])
     share(client, {"type": "user", "username": "bob"}, [history], ["write"])
-    rpt = grant(
-        client,
-        ticket_for(client, alice_pat, history, ["read", "write"]),
-        claim_token=id_token_for(client, "bob"),
-    ).json["access_token"]
+    rpt = ask_as(client, alice_pat, history, "bob", ["read", "write"]).json["access_token"]
     owner_call(client, "DELETE", f"/api/owner/policies/{read_id}")
     assert introspect(client, alice_pat, rpt)["permissions"][0]["resource_scopes"] == ["write"]
 
@@ -455,11 +434,7 @@ def test_revoking_one_scope_keeps_the_rest(client, alice_pat, history):
 def test_partial_grant(client, alice_pat, history):
     """6.2 step 5: an RPT with the partial CandidateGrantedScopes; the rest goes to Alice."""
     share(client, {"type": "user", "username": "bob"}, [history], ["read"])
-    rpt = grant(
-        client,
-        ticket_for(client, alice_pat, history, ["read", "write"]),
-        claim_token=id_token_for(client, "bob"),
-    ).json["access_token"]
+    rpt = ask_as(client, alice_pat, history, "bob", ["read", "write"]).json["access_token"]
     assert introspect(client, alice_pat, rpt)["permissions"][0]["resource_scopes"] == ["read"]
     asked = owner_call(client, "GET", "/api/owner/requests").json
     assert [(r["requester"]["username"], r["scopes"]) for r in asked] == [("bob", ["write"])]
@@ -477,21 +452,15 @@ def test_default_deny_with_no_policy_at_all(client, alice_pat, history):
 def test_rs_learns_only_about_its_owners_resources(client, alice_pat, carol_pat, history):
     """INT-U4: the RPT is inactive for an RS whose PAT belongs to another owner."""
     share(client, {"type": "user", "username": "bob"}, [history])
-    rpt = grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "bob")
-    ).json["access_token"]
+    rpt = ask_as(client, alice_pat, history, "bob").json["access_token"]
     assert introspect(client, carol_pat, rpt) == {"active": False}
 
 
 def test_audit_log_records_every_decision(client, alice_pat, history):
     share(client, {"type": "user", "username": "carol"}, [history])
     grant(client, ticket_for(client, alice_pat, history))  # need_info
-    grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "carol")
-    )  # granted
-    grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "mallory")
-    )  # pending
+    ask_as(client, alice_pat, history, "carol")  # granted
+    ask_as(client, alice_pat, history, "mallory")  # pending
     events = owner_call(client, "GET", "/api/owner/audit").json["events"]
     assert [(e["outcome"], e["requester"]) for e in events] == [
         ("pending", "mallory"),
@@ -784,9 +753,7 @@ def test_ticket_used_at_claims_endpoint_cannot_be_used_again(
 
 def test_submitted_ticket_lives_long_enough_to_poll(app, client, alice_pat, history):
     """TKT-5: the ticket of request_submitted outlives at least one ``interval``."""
-    body = grant(
-        client, ticket_for(client, alice_pat, history), claim_token=id_token_for(client, "mallory")
-    ).json
+    body = ask_as(client, alice_pat, history, "mallory").json
     with app.app_context():
         from authz_server.tickets import find_ticket
 
