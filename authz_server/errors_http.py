@@ -5,20 +5,27 @@ import logging
 from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from .discovery import PATHS
+
 log = logging.getLogger(__name__)
 
 # Paths whose callers are programs: they get RFC 6749 §5.2-shaped JSON.
 API_PREFIXES = (
-    "/token",
-    "/revoke",
-    "/introspect",
-    "/userinfo",
-    "/register",
-    "/jwks",
-    "/uma/",
+    *(
+        PATHS[name]
+        for name in (
+            "token_endpoint",
+            "revocation_endpoint",
+            "introspection_endpoint",
+            "userinfo_endpoint",
+            "registration_endpoint",
+            "jwks_uri",
+        )
+    ),
+    "/uma/",  # the protection API
     "/.well-known/",
-    "/realms/",
-    "/api/",
+    "/realms/",  # Keycloak-shaped aliases
+    "/api/",  # the owner's JSON API
 )
 ERROR_CODES = {404: "not_found", 405: "unsupported_method_type", 413: "invalid_request"}
 

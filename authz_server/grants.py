@@ -89,7 +89,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 AuthorizationCode.client_id == client.client_id,
             )
         )
-        if row is not None and not row.is_expired():
+        ttl = current_app.config["AUTHORIZATION_CODE_TTL"]
+        if row is not None and row.auth_time + ttl >= time.time():
             return row
         return None
 

@@ -153,11 +153,6 @@ class AuthorizationCode(OAuth2AuthorizationCodeMixin, Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     user: Mapped[User] = relationship(lazy="joined")
 
-    def is_expired(self) -> bool:
-        from flask import current_app
-
-        return self.auth_time + current_app.config["AUTHORIZATION_CODE_TTL"] < time.time()
-
 
 class Token(OAuth2TokenMixin, Base):
     """An access token with its refresh token; both columns hold digests."""
