@@ -1,13 +1,14 @@
 """The authorization server: OpenID Provider, UMA 2.0 AS, and Alice's console."""
 
 import logging
-import os
 from urllib.parse import urlsplit
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from app_support import ui
 
 from . import config as config_module
 from . import db, oauth2
@@ -26,7 +27,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config["OAUTH2_SCOPES_SUPPORTED"] = SCOPES_SUPPORTED
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # tied to the session instead
 
-    _ensure_sqlite_dir(app.config["DATABASE_URL"])
     database = db.init_app(app, app.config["DATABASE_URL"])
     if app.config.get("CREATE_TABLES", True):
         database.create_all()
@@ -37,6 +37,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         prepare(app)
 
     csrf.init_app(app)
+    ui.init_app(app)
     oauth2.init_app(app)
 
     from . import auth, errors_http, transport, views
@@ -48,13 +49,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     _mount_under_issuer_path(app)
     logging.getLogger(__name__).info("authorization server ready at %s", app.config["ISSUER"])
     return app
-
-
-def _ensure_sqlite_dir(url: str) -> None:
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        path = url.removeprefix("sqlite:///").split("?")[0]
-        if path and path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
 
 def _mount_under_issuer_path(app: Flask) -> None:

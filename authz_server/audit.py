@@ -2,16 +2,15 @@
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from .models import AuditEvent
+from .models import AuditEvent, utcnow
 
 OUTCOMES = ("granted", "partial", "pending", "denied", "need_info", "invalid")
 
 
-def record(
-    session: Session,
+def event(
     owner_id: int,
     *,
     outcome: str,
@@ -21,20 +20,31 @@ def record(
     resource_id: str | None = None,
     resource_name: str | None = None,
     scopes: list[str] | None = None,
-) -> None:
-    """Add one event; the caller commits with the decision it belongs to."""
-    session.add(
-        AuditEvent(
-            owner_id=owner_id,
-            requester=requester,
-            client=client,
-            resource_id=resource_id,
-            resource_name=resource_name,
-            scopes=sorted(scopes or []),
-            outcome=outcome,
-            reason=reason,
-        )
-    )
+) -> dict:
+    """One event's row, to be written with the decision it belongs to."""
+    return {
+        "owner_id": owner_id,
+        "at": utcnow(),
+        "requester": requester,
+        "client": client,
+        "resource_id": resource_id,
+        "resource_name": resource_name,
+        "scopes": sorted(scopes or []),
+        "outcome": outcome,
+        "reason": reason,
+    }
+
+
+def record(session: Session, owner_id: int, **details) -> None:
+    """Write one event; the caller commits with the decision it belongs to."""
+    record_events(session, [event(owner_id, **details)])
+
+
+def record_events(session: Session, events: list[dict]) -> None:
+    # A Core INSERT, not an ORM object: the events are never read back in the same request,
+    # and the unit of work would cost more than the insert itself.
+    if events:
+        session.execute(insert(AuditEvent.__table__), events)
 
 
 def query(

@@ -1,6 +1,6 @@
 """Configuration: demo defaults, then ``AS_*`` environment variables, then test_config."""
 
-import os
+from app_support.config import read_environ
 
 # Every setting, its default, and how to read it from the environment. The defaults make
 # `make demo` work on a laptop; every one of them can be moved with an environment variable.
@@ -11,6 +11,9 @@ DEFAULTS = {
     # None → a random key generated once and kept in the database, shared by all workers.
     "SECRET_KEY": None,
     "SESSION_COOKIE_NAME": "uma_as_session",
+    # Lax: the cookie rides along top-level navigations (the OAuth redirects between the
+    # apps) but not cross-site subrequests or form posts, on top of the CSRF tokens.
+    "SESSION_COOKIE_SAMESITE": "Lax",
     # Lifetimes in seconds. Short access tokens, longer refresh tokens so an RS can keep a
     # PAT alive while its owner is offline (UMA FedAuthz §1.3).
     "ACCESS_TOKEN_TTL": 900,
@@ -35,24 +38,9 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 64 * 1024,
 }
 
-_INTS = {k for k, v in DEFAULTS.items() if isinstance(v, int) and not isinstance(v, bool)}
-_BOOLS = {k for k, v in DEFAULTS.items() if isinstance(v, bool)}
 
-
-def from_environ(environ=os.environ) -> dict:
-    """Read ``AS_<NAME>`` variables (and plain ``DATABASE_URL``) over the defaults."""
-    config = dict(DEFAULTS)
-    if environ.get("DATABASE_URL"):
-        config["DATABASE_URL"] = environ["DATABASE_URL"]
-    for name in DEFAULTS:
-        raw = environ.get(f"AS_{name}")
-        if raw is None or raw == "":
-            continue
-        if name in _BOOLS:
-            config[name] = raw.strip().lower() in ("1", "true", "yes", "on")
-        elif name in _INTS:
-            config[name] = int(raw)
-        else:
-            config[name] = raw
+def from_environ(environ=None) -> dict:
+    """``AS_<NAME>`` variables (and plain ``DATABASE_URL``) over the defaults."""
+    config = read_environ(DEFAULTS, "AS", {"DATABASE_URL": "DATABASE_URL"}, environ)
     config["ISSUER"] = config["ISSUER"].rstrip("/")
     return config

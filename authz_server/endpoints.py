@@ -16,7 +16,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoi
 from authlib.oidc.core import UserInfoEndpoint as _UserInfoEndpoint
 from flask import current_app
 from joserfc.errors import InvalidClaimError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from . import db
 from .grants import SECRET_AUTH, user_info
@@ -61,6 +61,13 @@ class FoundToken:
 
 
 LOOKUP_ORDER = ("access_token", "refresh_token", "rpt", "pct")
+# One statement per kind, built once: every PAT-authenticated request runs one of them.
+_BY_DIGEST = {
+    "access_token": select(Token).where(Token.access_token == bindparam("digest")),
+    "refresh_token": select(Token).where(Token.refresh_token == bindparam("digest")),
+    "rpt": select(Rpt).where(Rpt.digest == bindparam("digest")),
+    "pct": select(Pct).where(Pct.digest == bindparam("digest")),
+}
 
 
 def find_token(token_string: str, hint: str | None, kinds=LOOKUP_ORDER) -> FoundToken | None:
@@ -69,14 +76,7 @@ def find_token(token_string: str, hint: str | None, kinds=LOOKUP_ORDER) -> Found
     session = db.session()
     ordered = sorted(kinds, key=lambda kind: kind != hint)
     for kind in ordered:
-        if kind == "access_token":
-            row = session.scalar(select(Token).where(Token.access_token == digest))
-        elif kind == "refresh_token":
-            row = session.scalar(select(Token).where(Token.refresh_token == digest))
-        elif kind == "rpt":
-            row = session.scalar(select(Rpt).where(Rpt.digest == digest))
-        else:
-            row = session.scalar(select(Pct).where(Pct.digest == digest))
+        row = session.scalar(_BY_DIGEST[kind], {"digest": digest})
         if row is not None:
             return FoundToken(row, kind)
     return None

@@ -1,10 +1,11 @@
 """Signing keys: generated once, kept in the database, rotated without breaking issued tokens."""
 
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from joserfc.jwk import KeySet, RSAKey
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,41 +43,59 @@ def ensure_signing_key(session: Session, initial_jwk: dict | None = None) -> Non
 # which kid is current is still read from the database every time (rotation is immediate).
 _parsed: dict[str, RSAKey] = {}
 
+_keys = SigningKey.__table__
+# The hot path reads only which kids exist and their dates; the private JWK (a JSON document
+# to decode) is fetched once per kid per process, when the parsed key is not cached yet.
+_KEY_DATES = (
+    select(_keys.c.kid, _keys.c.superseded_at)
+    .where(_keys.c.superseded_at.is_(None) | (_keys.c.superseded_at > bindparam("cutoff")))
+    .order_by(_keys.c.created_at.desc())
+)
+_KEY_JWK = select(_keys.c.private_jwk).where(_keys.c.kid == bindparam("kid"))
 
-def _import(row: SigningKey) -> RSAKey:
-    key = _parsed.get(row.kid)
+
+def _parsed_key(session: Session, kid: str) -> RSAKey:
+    key = _parsed.get(kid)
     if key is None:
-        key = _parsed[row.kid] = RSAKey.import_key(row.private_jwk)
+        jwk = session.execute(_KEY_JWK, {"kid": kid}).scalar_one()
+        key = _parsed[kid] = RSAKey.import_key(jwk)
     return key
 
 
-def current_key(session: Session) -> RSAKey:
-    """The key that signs new tokens: the newest one not superseded."""
-    row = session.scalars(
-        select(SigningKey)
-        .where(SigningKey.superseded_at.is_(None))
-        .order_by(SigningKey.created_at.desc())
-        .limit(1)
-    ).first()
-    if row is None:
+@dataclass(frozen=True)
+class KeyRing:
+    """The key that signs new tokens, and every key whose signatures may still be valid."""
+
+    current: RSAKey
+    published: list[RSAKey]
+
+    def signing_set(self) -> KeySet:
+        """Only the current key, so joserfc writes its ``kid`` into headers."""
+        return KeySet([self.current])
+
+    def verification_set(self) -> KeySet:
+        return KeySet(self.published)
+
+
+def key_ring(session: Session, grace_seconds: int) -> KeyRing:
+    """Current and published keys from one small query (a grant needs both)."""
+    cutoff = utcnow() - timedelta(seconds=grace_seconds)
+    rows = session.execute(_KEY_DATES, {"cutoff": cutoff}).all()
+    live = [row.kid for row in rows if row.superseded_at is None]
+    if not live:
         raise LookupError("no signing key: run ensure_signing_key first")
-    return _import(row)
+    # The newest key not superseded signs; rows come newest first.
+    return KeyRing(_parsed_key(session, live[0]), [_parsed_key(session, r.kid) for r in rows])
 
 
 def signing_key_set(session: Session) -> KeySet:
     """A key set holding only the current key, so joserfc writes its ``kid`` into headers."""
-    return KeySet([current_key(session)])
+    return key_ring(session, 0).signing_set()
 
 
 def published_keys(session: Session, grace_seconds: int) -> list[RSAKey]:
     """Every key whose signatures may still be valid: current ones and recently superseded."""
-    cutoff = utcnow() - timedelta(seconds=grace_seconds)
-    rows = session.scalars(
-        select(SigningKey)
-        .where((SigningKey.superseded_at.is_(None)) | (SigningKey.superseded_at > cutoff))
-        .order_by(SigningKey.created_at.desc())
-    )
-    return [_import(row) for row in rows]
+    return key_ring(session, grace_seconds).published
 
 
 def public_jwks(session: Session, grace_seconds: int) -> dict:
@@ -85,7 +104,7 @@ def public_jwks(session: Session, grace_seconds: int) -> dict:
 
 
 def verification_key_set(session: Session, grace_seconds: int) -> KeySet:
-    return KeySet(published_keys(session, grace_seconds))
+    return key_ring(session, grace_seconds).verification_set()
 
 
 def rotate_signing_key(session: Session) -> str:

@@ -13,7 +13,7 @@ from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import current_app
 from flask import request as flask_request
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from werkzeug.datastructures import MultiDict
 
 from . import db
@@ -35,6 +35,7 @@ from .grants import (
 )
 from .keys import signing_key_set
 from .models import PAT_BEARER_AUTH, Client, Token, secret_digest
+from .pats import find_pat
 from .uma_grant import UmaTicketGrant
 
 
@@ -129,6 +130,13 @@ class BearerTokenValidator(_BearerTokenValidator):
             raise InsufficientScope(error.description) from None
 
 
+class PatValidator(BearerTokenValidator):
+    """The protection API's PATs: a lean row with the owner's and the RS's ids (pats.py)."""
+
+    def authenticate_token(self, token_string):
+        return find_pat(db.session(), token_string)
+
+
 class ResourceProtector(_ResourceProtector):
     """Bearer token checks for userinfo and the protection API (RFC 6750 §3, checklist PAT-2)."""
 
@@ -153,38 +161,54 @@ def _access_token_ttl(client, grant_type):
     return current_app.config["ACCESS_TOKEN_TTL"]
 
 
+_TOKENS = Token.__table__
+
+
 def _refresh_token_value(**_kwargs):
     return "rt." + secrets.token_urlsafe(32)
 
 
 def save_token(token: dict, request) -> None:
-    """Persist digests of both values, never the values themselves."""
+    """Persist digests of both values, never the values themselves.
+
+    A Core INSERT: nothing reads the row back in this request, so no ORM object is built.
+    """
     now = int(time.time())
     refresh = token.get("refresh_token")
     user = request.user
-    row = Token(
-        client_id=request.client.client_id,
-        user_id=user.id if user is not None else None,
-        token_type=token["token_type"],
-        access_token=secret_digest(token["access_token"]),
-        refresh_token=secret_digest(refresh) if refresh else None,
-        scope=token.get("scope", ""),
-        issued_at=now,
-        expires_in=token["expires_in"],
-        refresh_token_expires_at=now + current_app.config["REFRESH_TOKEN_TTL"] if refresh else 0,
-    )
     session = db.session()
-    session.add(row)
+    session.execute(
+        insert(_TOKENS),
+        {
+            "client_id": request.client.client_id,
+            "user_id": user.id if user is not None else None,
+            "token_type": token["token_type"],
+            "access_token": secret_digest(token["access_token"]),
+            "refresh_token": secret_digest(refresh) if refresh else None,
+            "scope": token.get("scope", ""),
+            "issued_at": now,
+            "expires_in": token["expires_in"],
+            "refresh_token_expires_at": (
+                now + current_app.config["REFRESH_TOKEN_TTL"] if refresh else 0
+            ),
+        },
+    )
     session.commit()
 
 
+# Built once: every token request authenticates a client with it.
+_CLIENT_BY_ID = select(Client).where(Client.client_id == bindparam("client_id"))
+
+
 def query_client(client_id: str) -> Client | None:
-    return db.session().scalar(select(Client).where(Client.client_id == client_id))
+    return db.session().scalar(_CLIENT_BY_ID, {"client_id": client_id})
 
 
 # Stateless: its validator reads the current app's database.
 require_oauth = ResourceProtector()
 require_oauth.register_token_validator(BearerTokenValidator(realm=REALM))
+require_pat = ResourceProtector()
+require_pat.register_token_validator(PatValidator(realm=REALM))
 
 
 def authorization() -> AuthorizationServer:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .errors import InvalidRequest, NotFound
-from .models import Client, Resource, User
+from .models import Resource
 
 MAX_SCOPES = 100
 MAX_TEXT = {"name": 500, "type": 500, "description": 5000, "icon_uri": 2000}
@@ -98,35 +98,35 @@ def _apply(resource: Resource, desc: ResourceDescription) -> None:
     resource.localized = desc.localized or {}
 
 
-def register_resource(session: Session, owner: User, rs: Client, doc) -> Resource:
+def register_resource(session: Session, owner_id: int, rs_pk: int, doc) -> Resource:
     """Create: the AS assigns the ``_id``."""
     desc = parse_description(doc)
-    resource = Resource(id=secrets.token_urlsafe(12), owner_id=owner.id, client_pk=rs.id)
+    resource = Resource(id=secrets.token_urlsafe(12), owner_id=owner_id, client_pk=rs_pk)
     _apply(resource, desc)
     session.add(resource)
     session.commit()
     return resource
 
 
-def get_resource(session: Session, owner: User, rs: Client, resource_id: str) -> Resource:
+def get_resource(session: Session, owner_id: int, rs_pk: int, resource_id: str) -> Resource:
     """Read: only this owner's resources registered by this RS exist for it."""
     resource = session.get(Resource, resource_id)
-    if resource is None or resource.owner_id != owner.id or resource.client_pk != rs.id:
+    if resource is None or resource.owner_id != owner_id or resource.client_pk != rs_pk:
         raise NotFound(f"No resource with _id '{resource_id}' is registered for this owner.")
     return resource
 
 
-def update_resource(session: Session, owner: User, rs: Client, resource_id: str, doc) -> Resource:
+def update_resource(session: Session, owner_id: int, rs_pk: int, resource_id: str, doc) -> Resource:
     """Update: a complete replacement of the description (FedAuthz §3.2.3)."""
-    resource = get_resource(session, owner, rs, resource_id)
+    resource = get_resource(session, owner_id, rs_pk, resource_id)
     _apply(resource, parse_description(doc))
     session.commit()
     return resource
 
 
-def delete_resource(session: Session, owner: User, rs: Client, resource_id: str) -> None:
+def delete_resource(session: Session, owner_id: int, rs_pk: int, resource_id: str) -> None:
     """Delete: protection ends at once; tickets naming it can no longer be redeemed."""
-    resource = get_resource(session, owner, rs, resource_id)
+    resource = get_resource(session, owner_id, rs_pk, resource_id)
     session.delete(resource)
     session.commit()
 
@@ -147,14 +147,14 @@ def _int_arg(args, name: str) -> int | None:
     return value
 
 
-def list_resource_ids(session: Session, owner: User, rs: Client, args=None) -> list[str]:
+def list_resource_ids(session: Session, owner_id: int, rs_pk: int, args=None) -> list[str]:
     """List: the ``_id`` of every resource of this owner at this RS.
 
     The optional filters ``name`` (with ``exactName``), ``type``, ``first`` and ``max`` are
     the ones python-keycloak sends; the spec defines none and a plain GET lists everything.
     """
     args = args or {}
-    query = select(Resource.id).where(Resource.owner_id == owner.id, Resource.client_pk == rs.id)
+    query = select(Resource.id).where(Resource.owner_id == owner_id, Resource.client_pk == rs_pk)
     if args.get("name"):
         if str(args.get("exactName", "")).lower() == "true":
             query = query.where(Resource.name == args["name"])

@@ -7,69 +7,123 @@ it expire ends access at once ("no means no", checklist PRIV-TTL).
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from .models import Policy, Resource, Rpt, User, policy_resources, secret_digest, utcnow
-from .policy import Requester, ResourceInfo, Rule, assess
+from .models import (
+    Policy,
+    Resource,
+    Rpt,
+    User,
+    policy_resources,
+    secret_digest,
+    user_groups,
+    utcnow,
+)
+from .policy import SUBJECT_GROUP, Requester, ResourceInfo, Rule, assess
+
+RPT_TABLE = Rpt.__table__
+_resources = Resource.__table__
+_links = policy_resources
+_policies = Policy.__table__
+
+# The resources, and the unrevoked policies naming each (none: NULL policy columns), in one
+# statement: resources by primary key, then ix_policy_resources_resource, then each policy
+# by primary key. Never a scan, and one round trip for what the grant and introspection
+# would otherwise ask in two.
+_RESOURCES_AND_RULES = (
+    select(
+        _resources.c.id,
+        _resources.c.name,
+        _resources.c.scopes,
+        _resources.c.uncovered,
+        _resources.c.owner_id,
+        _resources.c.client_pk,
+        _policies.c.id.label("policy_id"),
+        _policies.c.subject_type,
+        _policies.c.scopes.label("policy_scopes"),
+        _policies.c.subject_user_id,
+        _policies.c.subject_group_id,
+        _policies.c.subject_email_domain,
+        _policies.c.expires_at.label("policy_expires_at"),
+    )
+    .select_from(_resources)
+    .outerjoin(_links, _links.c.resource_id == _resources.c.id)
+    .outerjoin(
+        _policies, and_(_policies.c.id == _links.c.policy_id, _policies.c.revoked_at.is_(None))
+    )
+    .where(_resources.c.id.in_(bindparam("ids", expanding=True)))
+)
+_GROUP_IDS = select(user_groups.c.group_id).where(user_groups.c.user_id == bindparam("user_id"))
 
 
-def requester_of(user: User) -> Requester:
+def requester_of(session: Session, user: User, rules: list[Rule]) -> Requester:
+    """The requester as the rules need them: group ids are read only if a rule names a group."""
+    group_ids: frozenset[int] = frozenset()
+    if any(rule.subject_type == SUBJECT_GROUP for rule in rules):
+        group_ids = frozenset(session.execute(_GROUP_IDS, {"user_id": user.id}).scalars())
     return Requester(
         user_id=user.id,
         username=user.username,
         email=user.email,
         email_verified=user.email_verified,
-        group_ids=frozenset(g.id for g in user.groups),
+        group_ids=group_ids,
     )
 
 
-def resource_info(resource: Resource) -> ResourceInfo:
+@dataclass(frozen=True)
+class Registered:
+    """A registered resource as the grant and introspection read it."""
+
+    id: str
+    name: str | None
+    scopes: list[str]
+    uncovered: str
+    owner_id: int
+    client_pk: int
+
+
+def resource_info(resource: Registered) -> ResourceInfo:
     return ResourceInfo(resource.id, frozenset(resource.scopes), resource.uncovered)
 
 
-def load_rules(session: Session, resource_ids: list[str]) -> list[Rule]:
-    """The unrevoked policies naming any of these resources: two indexed lookups, no scan."""
+def resources_and_rules(
+    session: Session, resource_ids: list[str]
+) -> tuple[dict[str, Registered], list[Rule]]:
+    """The resources still registered among these ids, and the unrevoked policies naming
+    any of them (each with the subset of these ids it names): one indexed query."""
     if not resource_ids:
-        return []
-    links = session.execute(
-        select(policy_resources.c.policy_id, policy_resources.c.resource_id).where(
-            policy_resources.c.resource_id.in_(resource_ids)
-        )
-    ).all()
+        return {}, []
+    resources: dict[str, Registered] = {}
     covered: dict[int, set[str]] = {}
-    for policy_id, resource_id in links:
-        covered.setdefault(policy_id, set()).add(resource_id)
-    if not covered:
-        return []
-    rows = session.execute(
-        select(
-            Policy.id,
-            Policy.subject_type,
-            Policy.scopes,
-            Policy.subject_user_id,
-            Policy.subject_group_id,
-            Policy.subject_email_domain,
-            Policy.expires_at,
-        ).where(Policy.id.in_(covered), Policy.revoked_at.is_(None))
-    )
-    return [
+    policy_rows = {}
+    for row in session.execute(_RESOURCES_AND_RULES, {"ids": list(resource_ids)}):
+        if row.id not in resources:
+            resources[row.id] = Registered(
+                row.id, row.name, row.scopes, row.uncovered, row.owner_id, row.client_pk
+            )
+        if row.policy_id is not None:
+            covered.setdefault(row.policy_id, set()).add(row.id)
+            policy_rows.setdefault(row.policy_id, row)
+    rules = [
         Rule(
-            id=row.id,
+            id=policy_id,
             subject_type=row.subject_type,
-            resource_ids=frozenset(covered[row.id]),
-            scopes=frozenset(row.scopes),
+            resource_ids=frozenset(covered[policy_id]),
+            scopes=frozenset(row.policy_scopes),
             user_id=row.subject_user_id,
             group_id=row.subject_group_id,
             email_domain=row.subject_email_domain,
-            expires_at=row.expires_at,
+            expires_at=row.policy_expires_at,
         )
-        for row in rows
+        for policy_id, row in policy_rows.items()
     ]
+    return resources, rules
 
 
 def _epoch(moment: datetime) -> int:
@@ -77,7 +131,6 @@ def _epoch(moment: datetime) -> int:
 
 
 def issue_rpt(
-    session: Session,
     keys: KeySet,
     issuer: str,
     client,
@@ -85,8 +138,9 @@ def issue_rpt(
     permissions: list[dict],
     ttl_seconds: int,
     ticket_id: int | None,
-) -> tuple[str, Rpt]:
-    """Sign and record an RPT. ``permissions`` items may carry ``exp`` (a datetime)."""
+) -> tuple[str, dict]:
+    """Sign an RPT; return it and the row that records it, for the caller to insert with
+    the rest of the grant (``RPT_TABLE``). ``permissions`` items may carry ``exp``."""
     now = utcnow()
     expires = now + timedelta(seconds=ttl_seconds)
     jti = secrets.token_urlsafe(16)
@@ -107,20 +161,19 @@ def issue_rpt(
         "permissions": claims_permissions,
     }
     token = jwt.encode({"alg": "RS256", "typ": "uma-rpt+jwt"}, claims, keys)
-    row = Rpt(
-        digest=secret_digest(token),
-        jti=jti,
-        client_pk=client.id,
-        requester_id=requester.id,
-        ticket_id=ticket_id,
-        permissions=[
+    row = {
+        "digest": secret_digest(token),
+        "jti": jti,
+        "client_pk": client.id,
+        "requester_id": requester.id,
+        "ticket_id": ticket_id,
+        "permissions": [
             {"resource_id": p["resource_id"], "resource_scopes": p["resource_scopes"]}
             for p in permissions
         ],
-        issued_at=now,
-        expires_at=expires,
-    )
-    session.add(row)  # committed with the rest of the grant
+        "issued_at": now,
+        "expires_at": expires,
+    }
     return token, row
 
 
@@ -131,7 +184,7 @@ def find_rpt(session: Session, token: str) -> Rpt | None:
 def live_permissions(
     session: Session,
     rpt: Rpt,
-    visible: Callable[[Resource], bool],
+    visible: Callable[[Registered], bool],
     now: datetime | None = None,
 ) -> list[dict]:
     """What the RPT still permits, on the resources this caller may learn about.
@@ -140,16 +193,14 @@ def live_permissions(
     ``exp`` is the earlier of the token's and the granting policies' (checklist INT-U2).
     """
     now = now or utcnow()
-    ids = [p["resource_id"] for p in rpt.permissions]
-    resources = {r.id: r for r in session.scalars(select(Resource).where(Resource.id.in_(ids)))}
+    resources, rules = resources_and_rules(session, [p["resource_id"] for p in rpt.permissions])
     requested = {
         p["resource_id"]: set(p["resource_scopes"])
         for p in rpt.permissions
         if p["resource_id"] in resources and visible(resources[p["resource_id"]])
     }
-    assessment = assess(
-        requested, load_rules(session, list(requested)), requester_of(rpt.requester), now
-    )
+    # Rules naming only invisible resources grant nothing here: assess looks at `requested`.
+    assessment = assess(requested, rules, requester_of(session, rpt.requester, rules), now)
     out = []
     for resource_id, scopes in requested.items():
         granted = assessment.granted.get(resource_id, set())

@@ -6,7 +6,7 @@ Plain functions over a session; the owner JSON API (and later the console) call 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -168,13 +168,17 @@ class RequesterHistory:
     denied: set[str]
 
 
+# Built once: every grant runs it (bound parameters, cached compilation).
+_OPEN_OR_REFUSED = select(AccessRequest).where(
+    AccessRequest.requester_id == bindparam("requester_id"),
+    AccessRequest.resource_id.in_(bindparam("ids", expanding=True)),
+    AccessRequest.status.in_((PENDING, DENIED)),
+)
+
+
 def requester_history(session: Session, requester: User, resource_ids) -> RequesterHistory:
     rows = session.scalars(
-        select(AccessRequest).where(
-            AccessRequest.requester_id == requester.id,
-            AccessRequest.resource_id.in_(list(resource_ids)),
-            AccessRequest.status.in_((PENDING, DENIED)),
-        )
+        _OPEN_OR_REFUSED, {"requester_id": requester.id, "ids": list(resource_ids)}
     )
     history = RequesterHistory({}, set())
     for row in rows:

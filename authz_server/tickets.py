@@ -8,14 +8,34 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from .errors import InvalidRequest, InvalidResourceId, InvalidScope
-from .models import Client, PermissionTicket, Resource, User, secret_digest, utcnow
+from .models import PermissionTicket, Resource, secret_digest, utcnow
 from .resources import parse_scope_list
 
 MAX_PERMISSIONS = 100
+
+# The grant path runs these on every request: built once, with bound parameters, and in
+# SQLAlchemy Core, because nothing here needs ORM objects (rows read like them).
+_TICKETS = PermissionTicket.__table__
+_RESOURCES = Resource.__table__
+_FIND_TICKET = select(_TICKETS).where(_TICKETS.c.ticket_digest == bindparam("digest"))
+_CLAIM_TICKET = (
+    update(_TICKETS)
+    .where(
+        _TICKETS.c.id == bindparam("ticket_id"),
+        _TICKETS.c.used_at.is_(None),
+        _TICKETS.c.expires_at > bindparam("now"),
+    )
+    .values(used_at=bindparam("claimed_at"))
+)
+_RS_RESOURCES = select(_RESOURCES.c.id, _RESOURCES.c.scopes).where(
+    _RESOURCES.c.id.in_(bindparam("ids", expanding=True)),
+    _RESOURCES.c.owner_id == bindparam("owner_id"),
+    _RESOURCES.c.client_pk == bindparam("client_pk"),
+)
 
 
 @dataclass(frozen=True)
@@ -48,18 +68,11 @@ def parse_permission_request(body) -> list[RequestedPermission]:
 
 
 def check_permissions(
-    session: Session, owner: User, rs: Client, permissions: list[RequestedPermission]
+    session: Session, owner_id: int, rs_pk: int, permissions: list[RequestedPermission]
 ) -> None:
     """Every resource must be this RS's registration for this owner, every scope registered."""
-    ids = [p.resource_id for p in permissions]
-    found = {
-        r.id: r
-        for r in session.scalars(
-            select(Resource).where(
-                Resource.id.in_(ids), Resource.owner_id == owner.id, Resource.client_pk == rs.id
-            )
-        )
-    }
+    params = {"ids": [p.resource_id for p in permissions], "owner_id": owner_id, "client_pk": rs_pk}
+    found = {r.id: r for r in session.execute(_RS_RESOURCES, params)}
     for permission in permissions:
         resource = found.get(permission.resource_id)
         if resource is None:
@@ -83,35 +96,39 @@ def _store_ticket(
     ttl_seconds: int,
     **context,
 ) -> str:
-    """Add a new ticket row and return its only plaintext copy."""
+    """Insert a new ticket row and return its only plaintext copy.
+
+    A Core INSERT: nobody reads the row back in this request, so no ORM object is built.
+    """
     value = secrets.token_urlsafe(32)
     now = utcnow()
-    session.add(
-        PermissionTicket(
-            ticket_digest=secret_digest(value),
-            owner_id=owner_id,
-            client_pk=rs_pk,
-            permissions=permissions,
-            created_at=now,
-            expires_at=now + timedelta(seconds=ttl_seconds),
+    session.execute(
+        insert(_TICKETS),
+        {
+            "ticket_digest": secret_digest(value),
+            "owner_id": owner_id,
+            "client_pk": rs_pk,
+            "permissions": permissions,
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=ttl_seconds),
             **context,
-        )
+        },
     )
     return value
 
 
 def issue_ticket(
     session: Session,
-    owner: User,
-    rs: Client,
+    owner_id: int,
+    rs_pk: int,
     permissions: list[RequestedPermission],
     ttl_seconds: int,
 ) -> str:
     """A ticket for exactly these permissions (PERM-3)."""
     value = _store_ticket(
         session,
-        owner.id,
-        rs.id,
+        owner_id,
+        rs_pk,
         [{"resource_id": p.resource_id, "resource_scopes": p.resource_scopes} for p in permissions],
         ttl_seconds,
     )
@@ -119,30 +136,31 @@ def issue_ticket(
     return value
 
 
-def request_permission(session: Session, owner: User, rs: Client, body, ttl_seconds: int) -> str:
+def request_permission(session: Session, owner_id: int, rs_pk: int, body, ttl_seconds: int) -> str:
     """The permission endpoint's whole job: validate, then one ticket for all permissions."""
     permissions = parse_permission_request(body)
-    check_permissions(session, owner, rs, permissions)
-    return issue_ticket(session, owner, rs, permissions, ttl_seconds)
+    check_permissions(session, owner_id, rs_pk, permissions)
+    return issue_ticket(session, owner_id, rs_pk, permissions, ttl_seconds)
 
 
-def find_ticket(session: Session, ticket: str) -> PermissionTicket | None:
-    """The ticket row for a presented value, whether or not it is still redeemable."""
-    return session.scalar(
-        select(PermissionTicket).where(PermissionTicket.ticket_digest == secret_digest(ticket))
-    )
+def find_ticket(session: Session, ticket: str) -> Row | None:
+    """The ticket row for a presented value, whether or not it is still redeemable.
+
+    A read-only row with the columns of ``PermissionTicket``: tickets change only through
+    ``claim_ticket``'s conditional UPDATE."""
+    return session.execute(_FIND_TICKET, {"digest": secret_digest(ticket)}).first()
 
 
 class TicketUnusable(Exception):
     """Unknown, expired or already redeemed: the grant answers ``invalid_grant`` (TKT-3)."""
 
-    def __init__(self, reason: str, ticket: PermissionTicket | None = None):
+    def __init__(self, reason: str, ticket: Row | None = None):
         super().__init__(reason)
         self.reason = reason
         self.ticket = ticket
 
 
-def usable_ticket(session: Session, value: str) -> PermissionTicket:
+def usable_ticket(session: Session, value: str) -> Row:
     """The ticket for this value if it can still be redeemed; reading only."""
     ticket = find_ticket(session, value)
     if ticket is None:
@@ -154,27 +172,21 @@ def usable_ticket(session: Session, value: str) -> PermissionTicket:
     return ticket
 
 
-def claim_ticket(session: Session, ticket: PermissionTicket) -> bool:
+def claim_ticket(session: Session, ticket: Row) -> bool:
     """Mark the ticket used unless someone else did first (TKT-2, TKT-3).
 
     The conditional UPDATE is what makes a ticket single-use under concurrency: of two
     requests racing with the same ticket, exactly one changes the row. It becomes durable
     with the caller's commit, and holds the row (or SQLite's write lock) until then.
     """
+    now = utcnow()
     claimed = session.execute(
-        update(PermissionTicket)
-        .where(
-            PermissionTicket.id == ticket.id,
-            PermissionTicket.used_at.is_(None),
-            PermissionTicket.expires_at > utcnow(),
-        )
-        .values(used_at=utcnow())
-        .execution_options(synchronize_session=False)
+        _CLAIM_TICKET, {"ticket_id": ticket.id, "now": now, "claimed_at": now}
     )
     return claimed.rowcount == 1
 
 
-def redeem_ticket(session: Session, value: str) -> PermissionTicket:
+def redeem_ticket(session: Session, value: str) -> Row:
     """Check, claim and commit in one go (the claims interaction endpoint's use)."""
     ticket = usable_ticket(session, value)
     if not claim_ticket(session, ticket):
@@ -186,7 +198,7 @@ def redeem_ticket(session: Session, value: str) -> PermissionTicket:
 
 def rotate_ticket(
     session: Session,
-    old: PermissionTicket,
+    old: Row,
     ttl_seconds: int,
     requester_id: int | None = None,
     bound_client_pk: int | None = None,

@@ -8,6 +8,7 @@ typed UMA error. Policy rules live in policy.py, ticket rules in tickets.py.
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
@@ -19,34 +20,51 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc6749.grants import BaseGrant, TokenEndpointMixin
 from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Row, Table, bindparam, insert, select
 
 from . import audit, db
 from .claims import ID_TOKEN_FORMAT, ClaimTokenRejected, verify_id_token
 from .discovery import PATHS, UMA_TICKET_GRANT
 from .errors import NeedInfo, RequestDenied, RequestSubmitted
 from .grants import ANY_CLIENT_AUTH
-from .keys import signing_key_set, verification_key_set
-from .models import Pct, PermissionTicket, Resource, User, secret_digest, utcnow
+from .keys import KeyRing, key_ring
+from .models import Pct, User, secret_digest, utcnow
 from .policy import InvalidScopeRequest, assess, decide, requested_scopes
 from .rpts import (
+    RPT_TABLE,
     find_rpt,
     issue_rpt,
     live_permissions,
-    load_rules,
     requester_of,
     resource_info,
+    resources_and_rules,
     revoke_rpts_from_ticket,
 )
 from .sharing import close_satisfied_requests, record_access_requests, requester_history
 from .tickets import TicketUnusable, claim_ticket, rotate_ticket, usable_ticket
+
+# Built once: the grant runs them on every request (bound parameters, cached compilation).
+# The requesting party as the grant uses them: a read-only row of these columns (the PCT
+# path hands over the equivalent ``User``; only these attributes are read).
+_USERS = User.__table__
+_PERSON = select(
+    _USERS.c.id,
+    _USERS.c.sub,
+    _USERS.c.username,
+    _USERS.c.email,
+    _USERS.c.email_verified,
+    _USERS.c.is_service_account,
+)
+_PERSON_BY_SUB = _PERSON.where(_USERS.c.sub == bindparam("sub"))
+_PERSON_BY_ID = _PERSON.where(_USERS.c.id == bindparam("id"))
+_PCT_BY_DIGEST = select(Pct).where(Pct.digest == bindparam("digest"))
 
 
 @dataclass
 class Identified:
     """The requesting party, and whether claims arrived in this request (→ issue a PCT)."""
 
-    user: User | None
+    user: Row | User | None
     fresh_claims: bool = False
     why_not: str = "no claims were presented"
 
@@ -59,11 +77,19 @@ class UmaGrantProcess:
         self.session = db.session()
         self.config = current_app.config
         self.now = utcnow()
-        self.ticket: PermissionTicket | None = None
+        self.ticket: Row | None = None
+        # Rows to insert in ``finish``, after the ticket is claimed: (table, values).
+        self.inserts: list[tuple[Table, dict]] = []
+        self.audit_events: list[dict] = []
+
+    @cached_property
+    def keys(self) -> KeyRing:
+        """Read once per grant: the pushed ID token is verified and the RPT signed with it."""
+        return key_ring(self.session, self.config["KEY_GRACE_SECONDS"])
 
     # -- step 1: the ticket -----------------------------------------------------------
 
-    def load_ticket(self) -> PermissionTicket:
+    def load_ticket(self) -> Row:
         """Read the ticket; it is claimed only in ``finish``, so the write is short."""
         try:
             self.ticket = usable_ticket(self.session, self.data["ticket"])
@@ -84,11 +110,14 @@ class UmaGrantProcess:
         if self.ticket is not None and not claim_ticket(self.session, self.ticket):
             self.session.rollback()  # someone redeemed it meanwhile: nothing of ours stands
             raise InvalidGrantError("ticket already used")
+        for table, values in self.inserts:
+            self.session.execute(insert(table), values)
+        audit.record_events(self.session, self.audit_events)
         self.session.commit()
 
     # -- step 2: who is asking ---------------------------------------------------------
 
-    def identify(self, ticket: PermissionTicket) -> Identified:
+    def identify(self, ticket: Row) -> Identified:
         claim_token = self.data.get("claim_token")
         if claim_token:
             if self.data.get("claim_token_format") != ID_TOKEN_FORMAT:
@@ -96,25 +125,24 @@ class UmaGrantProcess:
             try:
                 claims = verify_id_token(
                     claim_token,
-                    verification_key_set(self.session, self.config["KEY_GRACE_SECONDS"]),
+                    self.keys.verification_set(),
                     self.config["ISSUER"],
                     self.client.client_id,
                 )
             except ClaimTokenRejected as error:
                 return Identified(None, why_not=f"claim token refused: {error}")
-            user = self.session.scalar(select(User).where(User.sub == claims["sub"]))
-            if user is None or not user.is_active:
+            user = self.session.execute(_PERSON_BY_SUB, {"sub": claims["sub"]}).first()
+            if user is None or user.is_service_account:  # service accounts are nobody's claims
                 return Identified(None, why_not="claim token names no known person")
             return Identified(user, fresh_claims=True)
         if ticket.requester_id and ticket.bound_client_pk == self.client.id:
             # Gathered at the claims interaction endpoint, or carried over from this client's
             # previous attempt (a request_submitted poll).
-            return Identified(
-                self.session.get(User, ticket.requester_id), fresh_claims=ticket.claims_gathered
-            )
+            person = self.session.execute(_PERSON_BY_ID, {"id": ticket.requester_id}).first()
+            return Identified(person, fresh_claims=ticket.claims_gathered)
         pct_value = self.data.get("pct")
         if pct_value:
-            pct = self.session.scalar(select(Pct).where(Pct.digest == secret_digest(pct_value)))
+            pct = self.session.scalar(_PCT_BY_DIGEST, {"digest": secret_digest(pct_value)})
             # A PCT works only for the client it was issued to (SEC-PCT).
             if (
                 pct is not None
@@ -133,9 +161,7 @@ class UmaGrantProcess:
         old_rpt = self.upgradeable_rpt()
         ticket_perms = [(p["resource_id"], p["resource_scopes"]) for p in ticket.permissions]
         ids = [rid for rid, _ in ticket_perms]
-        resources = {
-            r.id: r for r in self.session.scalars(select(Resource).where(Resource.id.in_(ids)))
-        }
+        resources, rules = resources_and_rules(self.session, ids)
         if len(resources) != len(set(ids)):
             self._audit(ticket.owner_id, "invalid", "a resource in the ticket was deregistered")
             raise InvalidGrantError("A resource in the ticket is no longer registered.")
@@ -168,8 +194,8 @@ class UmaGrantProcess:
                 description=f"Claims needed: {who.why_not}.",
             )
 
-        requester = requester_of(who.user)
-        assessment = assess(requested, load_rules(self.session, ids), requester, self.now)
+        requester = requester_of(self.session, who.user, rules)
+        assessment = assess(requested, rules, requester, self.now)
         history = requester_history(self.session, who.user, ids)
         decision = decide(assessment, infos, history.denied)
 
@@ -245,9 +271,8 @@ class UmaGrantProcess:
             upgraded = True
 
         ttl = self.config["RPT_TTL"]
-        token, _row = issue_rpt(
-            self.session,
-            signing_key_set(self.session),
+        token, row = issue_rpt(
+            self.keys.signing_set(),
             self.config["ISSUER"],
             self.client,
             who.user,
@@ -255,6 +280,7 @@ class UmaGrantProcess:
             ttl,
             ticket.id,
         )
+        self.inserts.append((RPT_TABLE, row))
         body = {"access_token": token, "token_type": "Bearer", "expires_in": ttl}
         if who.fresh_claims:
             body["pct"] = self.issue_pct(who.user)
@@ -270,32 +296,32 @@ class UmaGrantProcess:
             ],
         )
 
-    def issue_pct(self, user: User) -> str:
+    def issue_pct(self, user: Row | User) -> str:
         value = "pct." + secrets.token_urlsafe(32)
-        self.session.add(
-            Pct(
-                digest=secret_digest(value),
-                client_pk=self.client.id,
-                requester_id=user.id,
-                issued_at=self.now,
-                expires_at=self.now + timedelta(seconds=self.config["PCT_TTL"]),
-            )
-        )
+        row = {
+            "digest": secret_digest(value),
+            "client_pk": self.client.id,
+            "requester_id": user.id,
+            "issued_at": self.now,
+            "expires_at": self.now + timedelta(seconds=self.config["PCT_TTL"]),
+        }
+        self.inserts.append((Pct.__table__, row))
         return value
 
     # -- audit ------------------------------------------------------------------------
 
     def _audit(self, owner_id, outcome, reason, user=None, resource=None, scopes=None):
-        audit.record(
-            self.session,
-            owner_id,
-            outcome=outcome,
-            reason=reason,
-            requester=user.username if user else None,
-            client=self.client.display_name,
-            resource_id=resource.id if resource else None,
-            resource_name=resource.name if resource else None,
-            scopes=scopes,
+        self.audit_events.append(
+            audit.event(
+                owner_id,
+                outcome=outcome,
+                reason=reason,
+                requester=user.username if user else None,
+                client=self.client.display_name,
+                resource_id=resource.id if resource else None,
+                resource_name=resource.name if resource else None,
+                scopes=scopes,
+            )
         )
 
     def _audit_each(self, owner_id, resources, requested, outcome, reason):

@@ -34,6 +34,12 @@ def uma2_config():
     return jsonify(uma2_configuration(current_app.config["ISSUER"]))
 
 
+@bp.route("/healthz")
+def healthz():
+    """Liveness, for the demo launcher and container health checks."""
+    return jsonify(status="ok")
+
+
 KEYCLOAK_ALIASES = {
     "/.well-known/uma2-configuration": ("discovery.uma2_config", ["GET"]),
     "/.well-known/openid-configuration": ("discovery.openid_config", ["GET"]),

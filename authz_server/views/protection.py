@@ -12,7 +12,7 @@ from .. import db
 from ..discovery import PATHS
 from ..errors import ProtectionError, UnsupportedMethod
 from ..jsonbody import parse_json
-from ..oauth2 import require_oauth
+from ..oauth2 import require_pat
 from ..resources import (
     delete_resource,
     describe,
@@ -40,12 +40,12 @@ def _json(body, status: int = 200, headers: dict | None = None):
 
 
 def pat_required(view):
-    """Authenticate the PAT (checklist PAT-2, PAT-3) and expose its owner and RS on ``g``."""
+    """Authenticate the PAT (checklist PAT-2, PAT-3) and put its owner's and RS's ids on ``g``."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         try:
-            token = require_oauth.acquire_token([UMA_PROTECTION])
+            pat = require_pat.acquire_token([UMA_PROTECTION])
         except OAuth2Error as error:
             status, body, headers = error()
             response = _json(dict(body), status)
@@ -53,8 +53,8 @@ def pat_required(view):
                 if name.lower() == "www-authenticate":
                     response.headers[name] = value
             return response
-        g.owner = token.user
-        g.resource_server = token.client
+        g.owner_id = pat.owner_id
+        g.rs_pk = pat.client_pk
         try:
             return view(*args, **kwargs)
         except ProtectionError as error:
@@ -84,7 +84,7 @@ def _not_allowed(allowed: str):
 @pat_required
 def resource_set_collection():
     if request.method == "POST":
-        resource = register_resource(db.session(), g.owner, g.resource_server, _body())
+        resource = register_resource(db.session(), g.owner_id, g.rs_pk, _body())
         location = url_for("protection.resource_set_item", resource_id=resource.id, _external=True)
         return _json(
             {"_id": resource.id, "user_access_policy_uri": _policy_uri(resource.id)},
@@ -92,7 +92,7 @@ def resource_set_collection():
             {"Location": location},
         )
     if request.method == "GET":
-        return _json(list_resource_ids(db.session(), g.owner, g.resource_server, request.args))
+        return _json(list_resource_ids(db.session(), g.owner_id, g.rs_pk, request.args))
     return _not_allowed("GET, POST")
 
 
@@ -101,13 +101,13 @@ def resource_set_collection():
 def resource_set_item(resource_id: str):
     session = db.session()
     if request.method == "GET":
-        resource = get_resource(session, g.owner, g.resource_server, resource_id)
+        resource = get_resource(session, g.owner_id, g.rs_pk, resource_id)
         return _json(describe(resource))
     if request.method == "PUT":
-        resource = update_resource(session, g.owner, g.resource_server, resource_id, _body())
+        resource = update_resource(session, g.owner_id, g.rs_pk, resource_id, _body())
         return _json({"_id": resource.id, "user_access_policy_uri": _policy_uri(resource.id)})
     if request.method == "DELETE":
-        delete_resource(session, g.owner, g.resource_server, resource_id)
+        delete_resource(session, g.owner_id, g.rs_pk, resource_id)
         return "", 204
     return _not_allowed("GET, PUT, DELETE")
 
@@ -118,6 +118,6 @@ def permission():
     if request.method != "POST":
         return _not_allowed("POST")
     ticket = request_permission(
-        db.session(), g.owner, g.resource_server, _body(), current_app.config["TICKET_TTL"]
+        db.session(), g.owner_id, g.rs_pk, _body(), current_app.config["TICKET_TTL"]
     )
     return _json({"ticket": ticket}, 201)

@@ -94,3 +94,8 @@ def test_jwks_publishes_public_keys_only(client):
     assert len(keys) == 1
     assert keys[0]["kty"] == "RSA" and keys[0]["alg"] == "RS256" and keys[0]["kid"]
     assert not {"d", "p", "q", "dp", "dq", "qi"} & set(keys[0])
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json == {"status": "ok"}
