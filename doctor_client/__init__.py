@@ -1,1 +1,47 @@
-"""The doctors' UMA client app (issue "Doctor app"): not built yet."""
+"""The doctor app: Bob, Carol and others reach patients' records as UMA requesting parties."""
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from app_support import ui
+from app_support.database import shared_secret
+
+from . import config as config_module
+from . import db
+from .uma import UmaClient
+
+csrf = CSRFProtect()
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: defaults → ``DOCTOR_*`` environment → ``test_config``."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(config_module.from_environ())
+    if test_config:
+        app.config.update(test_config)
+    for name in ("AS_ISSUER", "EHR_URL", "PUBLIC_URL"):
+        app.config[name] = app.config[name].rstrip("/")
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+
+    from .models import Setting  # importing the models gives create_all its tables
+
+    db.init_app(app, app.config["DATABASE_URL"]).create_all()
+    app.extensions["doctor_uma"] = UmaClient(
+        app.config["CLIENT_ID"],
+        app.config["CLIENT_SECRET"],
+        trusted=frozenset([app.config["AS_ISSUER"]]),
+        timeout=app.config["HTTP_TIMEOUT"],
+    )
+    with app.app_context():
+        if not app.config.get("SECRET_KEY"):
+            app.config["SECRET_KEY"] = shared_secret(db.session(), Setting)
+
+    from . import auth, errors, oidc, views
+
+    csrf.init_app(app)
+    ui.init_app(app)
+    oidc.init_app(app)
+    auth.init_app(app)
+    views.init_app(app)
+    errors.init_app(app)
+    return app

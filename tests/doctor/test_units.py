@@ -1,0 +1,54 @@
+"""The doctor app's plain parts, without HTTP: the UMA challenge parser and the chart."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from doctor_client.chart import readings_from, render
+from doctor_client.uma import parse_challenge
+
+
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        ('UMA realm="r", as_uri="https://as.example", ticket="t1"', ("https://as.example", "t1")),
+        ('uma as_uri="https://as.example/", ticket="t1"', ("https://as.example", "t1")),
+        ('Bearer realm="r"', None),
+        ('UMA realm="r", ticket="t1"', None),  # RS-2 needs both as_uri and ticket
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_challenge(header, expected):
+    challenge = parse_challenge(header)
+    assert (challenge and (challenge.as_uri, challenge.ticket)) == expected
+
+
+def observation(when: str, systolic=120, diastolic=80, pulse=70) -> dict:
+    component = [
+        {"code": {"coding": [{"code": code}]}, "valueQuantity": {"value": value}}
+        for code, value in (("8480-6", systolic), ("8462-4", diastolic), ("8867-4", pulse))
+    ]
+    return {"resource": {"effectiveDateTime": when, "component": component}}
+
+
+def test_chart_points_come_oldest_first_and_skip_what_is_malformed():
+    bundle = {
+        "entry": [
+            observation("2026-11-23T10:00:00Z", 130),
+            observation("2026-11-23T09:00:00Z", 125),
+            {"resource": {"effectiveDateTime": "soon", "component": []}},
+            {"resource": "x"},
+            observation("2026-11-23T11:00:00Z", systolic="high"),
+        ]
+    }
+    points = readings_from(bundle)
+    assert [p[1] for p in points] == [125, 130]
+    assert points[0][0] == datetime(2026, 11, 23, 9, tzinfo=UTC)
+    assert readings_from({"entry": "nope"}) == [] and readings_from([]) == []
+
+
+def test_the_chart_is_an_svg_with_three_lines():
+    svg = render(readings_from({"entry": [observation("2026-11-23T09:00:00Z")] * 2}))
+    assert svg.startswith("<svg") and svg.count("<polyline") == 3
+    assert render([]).count("<polyline") == 0
