@@ -6,6 +6,9 @@ COPY authz_server ./authz_server
 COPY records_server ./records_server
 COPY doctor_client ./doctor_client
 COPY device_sim ./device_sim
+COPY health_fhir ./health_fhir
+COPY app_support ./app_support
+COPY uma_demo ./uma_demo
 RUN pip install --no-cache-dir .
 ENV PYTHONUNBUFFERED=1
 EXPOSE 8400

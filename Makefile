@@ -4,11 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-AS_PORT ?= 8400
-export AS_ISSUER ?= http://localhost:$(AS_PORT)
-WORKERS ?= 2
+# The demo's ports and URLs; every one can be moved (see README "Configuration").
+export AS_PORT ?= 8400
+export EHR_PORT ?= 8401
+export DOCTOR_PORT ?= 8402
+export WORKERS ?= 2
 
-.PHONY: demo test lint venv clean demo-reset
+.PHONY: demo test lint venv clean demo-reset browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,20 +23,25 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium; install it when it is missing (root, as in CI).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make test: Chromium is missing: sudo apt-get install chromium (tests/browser needs it)"; fi; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 demo: $(STAMP)
-	@$(BIN)/python -m authz_server.cli seed-demo
-	@echo "Authorization server: $(AS_ISSUER)  (sign in as alice/alice, bob/bob, ... — demo only)"
-	$(BIN)/gunicorn --workers $(WORKERS) --bind 127.0.0.1:$(AS_PORT) --access-logfile - \
-		'authz_server.wsgi:app'
+	@$(BIN)/python -m uma_demo.launch
 
 demo-reset:
 	rm -f instance/authz_server.db instance/authz_server.db-wal instance/authz_server.db-shm
+	rm -f instance/records_server.db instance/records_server.db-wal instance/records_server.db-shm
+	rm -f instance/doctor_client.db instance/doctor_client.db-wal instance/doctor_client.db-shm
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Demo orchestration (launchers, the embedded broker). Only orchestrates: no app imports it."""

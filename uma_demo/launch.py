@@ -1,0 +1,166 @@
+"""``make demo``: seed, then start every part of the demo, wait until each is healthy, print
+where to go, and stop everything on Ctrl-C.
+
+    python -m uma_demo.launch
+
+Parts: the embedded MQTT broker (unless MQTT_URL names one), the authorization server, the
+EHR, the doctor app (each under gunicorn), the EHR's MQTT ingestion, one BP monitor.
+Only orchestration: every part is its own process, talking HTTP and MQTT.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+# (variable that moves it, default port)
+PORTS = {"AS_PORT": 8400, "EHR_PORT": 8401, "DOCTOR_PORT": 8402}
+MQTT_PORTS = (1883, 1884)  # the embedded broker takes the first free one
+HEALTH_TIMEOUT = 60
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def fail(message: str) -> int:
+    print(f"make demo: {message}", file=sys.stderr)
+    return 1
+
+
+def wait_healthy(name: str, url: str, process: subprocess.Popen) -> bool:
+    deadline = time.monotonic() + HEALTH_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def _interrupt(*_args) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    env = dict(os.environ)
+    python = sys.executable
+    workers = env.get("WORKERS", "2")
+    ports = {name: int(env.get(name, default)) for name, default in PORTS.items()}
+    for name, port in ports.items():
+        if not port_free(port):
+            return fail(f"port {port} is in use; set {name}=<another port> to move it")
+    env.setdefault("AS_ISSUER", f"http://localhost:{ports['AS_PORT']}")
+    env.setdefault("EHR_URL", f"http://localhost:{ports['EHR_PORT']}")
+    env.setdefault("DOCTOR_URL", f"http://localhost:{ports['DOCTOR_PORT']}")
+
+    processes: list[tuple[str, subprocess.Popen]] = []
+
+    def start(name: str, *command: str) -> subprocess.Popen:
+        process = subprocess.Popen(command, env=env)
+        processes.append((name, process))
+        return process
+
+    def stop_all(*_args) -> None:
+        for _name, process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for _name, process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    # Seeding also creates each app's tables, before several workers could race to.
+    # From here on SIGTERM behaves like Ctrl-C, so no part is left running on its port.
+    signal.signal(signal.SIGTERM, _interrupt)
+    for command in (
+        ("authz_server.cli", "seed-demo"),
+        ("records_server.cli", "seed-demo"),
+        ("doctor_client.cli", "init-db"),
+    ):
+        if subprocess.run([python, "-m", *command], env=env).returncode != 0:
+            return fail(f"{' '.join(command)} failed (see above); `make demo-reset` starts afresh")
+
+    try:
+        if not env.get("MQTT_URL"):
+            free = [p for p in MQTT_PORTS if port_free(p)]
+            if not free:
+                return fail("ports 1883 and 1884 are in use; set MQTT_URL=mqtt://host:port")
+            env["MQTT_URL"] = f"mqtt://127.0.0.1:{free[0]}"
+            start("MQTT broker", python, "-m", "uma_demo.broker", "--port", str(free[0]))
+        # Access log without query strings: codes, tickets and states never reach a log.
+        gunicorn = [
+            python,
+            "-m",
+            "gunicorn",
+            "--workers",
+            workers,
+            "--access-logfile",
+            "-",
+            "--access-logformat",
+            '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
+        ]
+        apps = [
+            ("Authorization server", "AS_PORT", "authz_server.wsgi:app", env["AS_ISSUER"]),
+            ("EHR", "EHR_PORT", "records_server.wsgi:app", env["EHR_URL"]),
+            ("Doctor app", "DOCTOR_PORT", "doctor_client.wsgi:app", env["DOCTOR_URL"]),
+        ]
+        for name, port_name, target, url in apps:
+            process = start(name, *gunicorn, "--bind", f"127.0.0.1:{ports[port_name]}", target)
+            if not wait_healthy(name, f"http://127.0.0.1:{ports[port_name]}/healthz", process):
+                stop_all()
+                return fail(f"{name} did not become healthy at {url}/healthz (see the log above)")
+        start("EHR ingestion", python, "-m", "records_server.ingest", "--broker", env["MQTT_URL"])
+        start(
+            "BP monitor",
+            python,
+            "-m",
+            "device_sim",
+            "--device-id",
+            "bp-monitor-001",
+            "--patient",
+            "alice",
+            "--broker",
+            env["MQTT_URL"],
+            "--interval",
+            "5",
+            "--quiet",
+        )
+        print(
+            "\numa-health demo is running (demo accounts: password = username)\n"
+            f"  Authorization server  {env['AS_ISSUER']}   alice: her console\n"
+            f"  EHR                   {env['EHR_URL']}   alice: Protect my records\n"
+            f"  Doctor app            {env['DOCTOR_URL']}   bob, carol, dave, erin, mallory\n"
+            f"  MQTT broker           {env['MQTT_URL']}   bp-monitor-001 publishes every 5 s\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while all(p.poll() is None for _n, p in processes):
+            time.sleep(0.5)
+        died = [n for n, p in processes if p.poll() is not None]
+        stop_all()
+        return fail(f"{', '.join(died)} stopped; stopping the rest")
+    except KeyboardInterrupt:
+        print("\numa-health demo stopped.")
+        return 0
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
