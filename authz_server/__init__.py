@@ -8,7 +8,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from app_support import ui
+from app_support import trace, ui
 
 from . import config as config_module
 from . import db, oauth2
@@ -30,6 +30,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     database = db.init_app(app, app.config["DATABASE_URL"])
     if app.config.get("CREATE_TABLES", True):
         database.create_all()
+    _install_trace(app, database)
 
     with app.app_context():
         from .bootstrap import prepare
@@ -49,6 +50,21 @@ def create_app(test_config: dict | None = None) -> Flask:
     _mount_under_issuer_path(app)
     logging.getLogger(__name__).info("authorization server ready at %s", app.config["ISSUER"])
     return app
+
+
+def _install_trace(app: Flask, database) -> None:
+    from .models import FlowLink, ProtocolMessage
+    from .trace_rules import incoming_peer, resolve_flow
+
+    trace.install(
+        app,
+        database,
+        "as",
+        ProtocolMessage,
+        FlowLink,
+        incoming_peer=incoming_peer,
+        resolve_flow=resolve_flow,
+    )
 
 
 def _mount_under_issuer_path(app: Flask) -> None:

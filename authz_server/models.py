@@ -25,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app_support.trace import FlowLinkColumns, ProtocolMessageColumns
+
 from .db import Base, UTCDateTime
 
 
@@ -378,3 +380,15 @@ class AuditEvent(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     outcome: Mapped[str] = mapped_column(String(24))
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class ProtocolMessage(ProtocolMessageColumns, Base):
+    """A UMA message this app sent or received during a traced flow (the teaching layer)."""
+
+    table_prefix = "authz"
+
+
+class FlowLink(FlowLinkColumns, Base):
+    """A ticket or waiting request (as a digest) that leads back to its flow."""
+
+    table_prefix = "authz"

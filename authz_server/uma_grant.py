@@ -22,6 +22,8 @@ from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
 from sqlalchemy import Row, Table, bindparam, insert, select
 
+from app_support.trace import tracer
+
 from . import audit, db
 from .claims import ID_TOKEN_FORMAT, ClaimTokenRejected, verify_id_token
 from .discovery import PATHS, UMA_TICKET_GRANT
@@ -42,6 +44,7 @@ from .rpts import (
 )
 from .sharing import close_satisfied_requests, record_access_requests, requester_history
 from .tickets import TicketUnusable, claim_ticket, rotate_ticket, usable_ticket
+from .trace_rules import ask_key
 
 # Built once: the grant runs them on every request (bound parameters, cached compilation).
 # The requesting party as the grant uses them: a read-only row of these columns (the PCT
@@ -311,6 +314,11 @@ class UmaGrantProcess:
     # -- audit ------------------------------------------------------------------------
 
     def _audit(self, owner_id, outcome, reason, user=None, resource=None, scopes=None):
+        trace = tracer()
+        if resource is not None:
+            trace.note(f"{resource.name}: {outcome}, {reason}")
+            if outcome == "pending" and user is not None:
+                trace.link(ask_key(owner_id, user.id, resource.id))
         self.audit_events.append(
             audit.event(
                 owner_id,

@@ -3,7 +3,7 @@
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from app_support import ui
+from app_support import trace, ui
 from app_support.database import shared_secret
 
 from . import config as config_module
@@ -23,14 +23,25 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config[name] = app.config[name].rstrip("/")
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
 
-    from .models import Setting  # importing the models gives create_all its tables
+    from .models import FlowLink, ProtocolMessage, Setting  # gives create_all its tables
 
-    db.init_app(app, app.config["DATABASE_URL"]).create_all()
+    database = db.init_app(app, app.config["DATABASE_URL"])
+    database.create_all()
+    as_issuer = app.config["AS_ISSUER"]
+    trace.install(
+        app,
+        database,
+        "client",
+        ProtocolMessage,
+        FlowLink,
+        peer_of=lambda url: "as" if url.startswith(as_issuer + "/") else "ehr",
+    )
     app.extensions["doctor_uma"] = UmaClient(
         app.config["CLIENT_ID"],
         app.config["CLIENT_SECRET"],
-        trusted=frozenset([app.config["AS_ISSUER"]]),
+        trusted=frozenset([as_issuer]),
         timeout=app.config["HTTP_TIMEOUT"],
+        http=trace.TracedSession(),
     )
     with app.app_context():
         if not app.config.get("SECRET_KEY"):

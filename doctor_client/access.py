@@ -25,6 +25,7 @@ class SignInRedirect:
     """Where to send the person: the AS's claims interaction endpoint (UMA Grant §3.3.2)."""
 
     url: str
+    state: str  # the client's ``state`` on this trip, to recognise the way back
 
 
 @dataclass
@@ -187,7 +188,7 @@ class Requests:
                 }
             )
             separator = "&" if "?" in outcome.redirect_user else "?"
-            result = SignInRedirect(outcome.redirect_user + separator + query)
+            result = SignInRedirect(outcome.redirect_user + separator + query, state)
         elif isinstance(outcome, Waiting) and again is not None and again.kind == "waiting":
             # Still waiting: the same request, its page and its note, with the new ticket.
             again.status, again.ticket = "open", outcome.ticket

@@ -7,6 +7,8 @@ from flask_login import UserMixin
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app_support.trace import FlowLinkColumns, ProtocolMessageColumns
+
 from .db import Base, UTCDateTime, utcnow
 
 
@@ -82,3 +84,28 @@ class Visit(Base):
     title: Mapped[str] = mapped_column(String(300), default="")
     outcome: Mapped[str] = mapped_column(String(32))  # granted | waiting | denied | failed
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Flow(Base):
+    """One thing a person did (open a record, write a note) and every UMA message it took,
+    across the three apps: what "How did I get this?" tells."""
+
+    __tablename__ = "doctor_flows"
+    __table_args__ = (Index("ix_doctor_flows_person", "person_id", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("doctor_people.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(300), default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProtocolMessage(ProtocolMessageColumns, Base):
+    """A UMA message this app sent or received during a traced flow (the teaching layer)."""
+
+    table_prefix = "doctor"
+
+
+class FlowLink(FlowLinkColumns, Base):
+    """A ticket or waiting request (as a digest) that leads back to its flow."""
+
+    table_prefix = "doctor"

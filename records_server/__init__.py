@@ -5,7 +5,7 @@ import logging
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from app_support import ui
+from app_support import trace, ui
 from app_support.database import shared_secret
 
 from . import config as config_module
@@ -25,15 +25,25 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config["AS_ISSUER"] = app.config["AS_ISSUER"].rstrip("/")
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # tied to the session instead
 
-    from .models import Setting  # importing the models gives create_all its tables
+    from .models import FlowLink, ProtocolMessage, Setting  # gives create_all its tables
 
     database = db.init_app(app, app.config["DATABASE_URL"])
     database.create_all()
+    trace.install(
+        app,
+        database,
+        "ehr",
+        ProtocolMessage,
+        FlowLink,
+        incoming_peer=lambda request: "client" if request.path.startswith("/api/") else None,
+        peer_of=lambda _url: "as",
+    )
     app.extensions["ehr_as"] = ASClient(
         app.config["AS_ISSUER"],
         app.config["CLIENT_ID"],
         app.config["CLIENT_SECRET"],
         timeout=app.config["AS_TIMEOUT"],
+        http=trace.TracedSession(),
     )
     with app.app_context():
         if not app.config.get("SECRET_KEY"):

@@ -15,6 +15,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app_support.trace import FlowLinkColumns, ProtocolMessageColumns
+
 from .db import Base, UTCDateTime, utcnow
 
 
@@ -172,3 +174,15 @@ class Reading(Base):
     diastolic: Mapped[int] = mapped_column(Integer)
     pulse: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProtocolMessage(ProtocolMessageColumns, Base):
+    """A UMA message this app sent or received during a traced flow (the teaching layer)."""
+
+    table_prefix = "ehr"
+
+
+class FlowLink(FlowLinkColumns, Base):
+    """A ticket or waiting request (as a digest) that leads back to its flow."""
+
+    table_prefix = "ehr"

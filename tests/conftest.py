@@ -3,6 +3,7 @@
 import os
 import socket
 import threading
+import time
 import uuid
 
 import pytest
@@ -66,6 +67,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _bind(port: int, app, patience: float = 10.0):
+    """Some servers keep their port for the whole run (it is in the AS's registered redirect
+    URIs); between two tests the kernel may briefly hand it to an outgoing connection as
+    its local port, so binding waits for it rather than failing the test."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return make_server("127.0.0.1", port, app, threaded=True)
+        except SystemExit:  # werkzeug's way of saying the port is taken
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"port {port} stayed in use for {patience} s") from None
+            time.sleep(0.1)
+
+
 class LiveServer:
     """A real HTTP server on a free loopback port, in a background thread."""
 
@@ -73,7 +88,7 @@ class LiveServer:
         self.app = app
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self._server = make_server("127.0.0.1", port, app, threaded=True)
+        self._server = _bind(port, app)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

@@ -20,19 +20,27 @@ from flask import (
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
+from app_support.trace import tracer
 from health_fhir import summarize
 
-from .. import db
+from .. import db, flows
 from ..access import Requests, SignInRedirect, WaitingPage
 from ..auth import ButtonForm, NoteForm
 from ..chart import readings_from
 from ..chart import render as render_chart
 from ..db import utcnow
+from ..flow_story import LANE_NAMES, LANES
 from ..models import PendingAction, Person, Visit
 from ..oidc import SIGN_IN_SCOPE, authz
 from ..uma import Answered, Denied, Failed
 
 bp = Blueprint("pages", __name__)
+
+
+@bp.app_context_processor
+def _current_flow():
+    """The flow that produced this page, for its "How did I get this?" link."""
+    return {"trace_flow": tracer().current_flow()}
 
 
 def _requests() -> Requests:
@@ -147,7 +155,11 @@ def open_resource():
         # Another site sent the browser here: asking a patient for access must be the
         # person's own click, not a link on someone else's page (a GET-borne CSRF).
         return render_template("confirm_open.html", url=url), 200
-    result = _requests().perform("GET", url, title=request.args.get("title", ""))
+    title = request.args.get("title", "")
+    if not request.args.get("auto"):  # the feed's own refresh is not a new story
+        flows.begin(f"Open {title or url}")
+    result = _requests().perform("GET", url, title=title)
+    flows.remember(result)
     return _show(result, url)
 
 
@@ -167,7 +179,9 @@ def add_note():
         "description": form.text.data,
         "content": [{"attachment": {"contentType": "text/plain", "title": form.title.data}}],
     }
+    flows.begin(f"Note “{form.title.data}”")
     result = _requests().perform("POST", url + "/entries", body=note)
+    flows.remember(result)
     return _show(result, url)
 
 
@@ -176,6 +190,8 @@ def add_note():
 def claims_callback():
     """UMA Grant §3.3.3: back from the AS with a new ticket and our ``state``."""
     state, ticket = request.args.get("state"), request.args.get("ticket")
+    if state:
+        flows.resume(flows.claims_key(state))
     if request.args.get("error"):
         if state:
             _requests().sign_in_refused(state, "You stopped at the authorization server.")
@@ -192,6 +208,7 @@ def claims_callback():
             400,
         )
     result = _requests().resume_after_sign_in(state, ticket)
+    flows.remember(result)
     if result is None:
         return _message(
             "This answer was not expected",
@@ -211,8 +228,51 @@ def waiting(pending_id: int):
         abort(404, description="No such request of yours.")
     if pending.status == "denied":
         return _message("Not shared with you", pending.message or "The owner said no.", 403)
+    flows.resume(flows.waiting_key(pending_id), record_request=False)
     result = access.poll(pending)
+    flows.remember(result)
     return _show(result, None)
+
+
+@bp.get("/how")
+@login_required
+def how_latest():
+    """ "How did I get this?" for the last thing this person did."""
+    flow = flows.latest()
+    if flow is None:
+        return render_template("how.html", flow=None, steps=[], missing=[], recent=[])
+    return redirect(url_for("pages.how", flow_id=flow.id))
+
+
+@bp.get("/how/<flow_id>")
+@login_required
+def how(flow_id: str):
+    flow, told, missing = flows.told(flow_id)
+    if flow is None:
+        abort(404, description="No such flow of yours.")
+    return render_template(
+        "how.html",
+        flow=flow,
+        steps=told,
+        missing=missing,
+        recent=flows.recent(),
+        lanes=LANES,
+        lane_names=LANE_NAMES,
+    )
+
+
+@bp.get("/how/<flow_id>.json")
+@login_required
+def how_json(flow_id: str):
+    flow, told, missing = flows.told(flow_id)
+    if flow is None:
+        return jsonify(error="not_found", error_description="No such flow of yours."), 404
+    return jsonify(
+        flow_id=flow.id,
+        title=flow.title,
+        steps=[step.as_dict() for step in told],
+        unreachable=missing,
+    )
 
 
 def _show(result, url: str | None):
