@@ -77,11 +77,11 @@ def steps(messages: list[dict], party: str = "The requesting party") -> list[Ste
     for _at, _order, exchange, part in events:
         step = _tell(exchange, part)
         step.explanation = step.explanation.replace("Bob", party)
-        if _repeats(told, step):
-            told[-2].repeated += 1
-            told[-1].repeated += 1
-            continue
         told.append(step)
+        if _repeats(told):
+            told[-4].repeated += 1
+            told[-3].repeated += 1
+            del told[-2:]
     for number, step in enumerate(told, 1):
         step.number = number
     return told
@@ -142,16 +142,17 @@ def _well_formed(message) -> bool:
     )
 
 
-def _repeats(told: list[Step], step: Step) -> bool:
-    """A poll that got the same answer as the one before: counted, not drawn again."""
-    if len(told) < 2 or step.source != told[-1].target:
+def _repeats(told: list[Step]) -> bool:
+    """A poll that got the same answer as the poll before: counted, not drawn again."""
+    if len(told) < 4:
         return False
-    request, response = told[-2], told[-1]
+    earlier, answer, again, same = told[-4:]
     return (
-        response.message == step.message
-        and response.source == step.source
-        and response.target == step.target
-        and request.explanation.startswith("Polling")
+        again.explanation.startswith("Polling")
+        and (earlier.source, earlier.target, earlier.message, earlier.explanation)
+        == (again.source, again.target, again.message, again.explanation)
+        and (answer.source, answer.target, answer.message)
+        == (same.source, same.target, same.message)
     )
 
 

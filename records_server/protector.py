@@ -13,6 +13,8 @@ from flask import after_this_request, current_app, jsonify, request
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from app_support.trace import tracer
+
 from . import db
 from .as_client import ASClient, ASUnavailable, NotRegistered
 from .db import utcnow
@@ -75,6 +77,7 @@ def require(patient: Patient, resource_id: str | None, label: str, scope: str) -
                     answer.get("sub"), answer.get("username"), answer.get("client_id")
                 )
             if grants(answer, resource_id, scope, time.time()):
+                tracer().note(f"the RPT grants {scope} on {label}")
 
                 @after_this_request
                 def _log_outcome(response):
@@ -83,6 +86,8 @@ def require(patient: Patient, resource_id: str | None, label: str, scope: str) -
 
                 return requester
         # No token, or one that does not cover this request: as if no token came (RS-5).
+        if rpt:
+            tracer().note(f"the RPT does not grant {scope} on {label}: a new ticket")
         permission = [{"resource_id": resource_id, "resource_scopes": [scope]}]
         ticket = with_pat(
             session, client, patient, lambda pat: client.request_ticket(pat, permission), _margin()
@@ -148,6 +153,7 @@ def _introspect(patient: Patient, rpt: str) -> dict:
         )
     )
     if cached is not None:
+        tracer().note("the AS's answer about this RPT came from the EHR's short cache")
         return cached.body
     client = as_client()
     answer = with_pat(session, client, patient, lambda pat: client.introspect(pat, rpt), _margin())

@@ -90,6 +90,7 @@ def stack(tmp_path_factory, signing_jwk):
 @pytest.fixture(scope="module")
 def browser():
     from playwright import sync_api as playwright_api  # a test extra: never skipped
+
     if not os.path.exists(CHROMIUM):
         pytest.fail(
             "Chromium is missing: `make test` installs Debian's chromium package "

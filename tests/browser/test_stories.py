@@ -73,6 +73,12 @@ def test_2_carol_reads_alices_history(stack, people):
     carol.wait_for_selector("text=Essential hypertension")
     assert carol.locator("text=Waiting for the patient").count() == 0
     shot(carol, "05-doctor-carol-reads-history")
+    # The teaching layer: the record page's own flow, as a sequence diagram.
+    carol.click("main >> text=How did I get this?")
+    carol.wait_for_selector(".sequence .step")
+    assert carol.locator("text=POST /uma/permission").count() >= 1
+    assert carol.locator("text=POST /introspect").count() >= 1
+    shot(carol, "05b-doctor-how-did-i-get-this")
 
 
 def test_3_the_surgery_center_group_reads(stack, people):
