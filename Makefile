@@ -10,7 +10,7 @@ export EHR_PORT ?= 8401
 export DOCTOR_PORT ?= 8402
 export WORKERS ?= 2
 
-.PHONY: demo test lint venv clean demo-reset browser
+.PHONY: demo test lint venv clean demo-reset browser screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# README's screenshots: run the browser tests, copy their pictures to docs/screenshots/.
+screenshots: $(STAMP) browser
+	$(BIN)/python docs/update_screenshots.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
