@@ -18,7 +18,7 @@ import urllib.request
 
 # (variable that moves it, default port)
 PORTS = {"AS_PORT": 8400, "EHR_PORT": 8401, "DOCTOR_PORT": 8402}
-MQTT_PORTS = (1883, 1884)  # the embedded broker takes the first free one
+MQTT_PORTS = (1883, 1884)  # the embedded broker takes the first free one (or MQTT_PORT)
 HEALTH_TIMEOUT = 60
 
 
@@ -98,9 +98,13 @@ def main() -> int:
 
     try:
         if not env.get("MQTT_URL"):
-            free = [p for p in MQTT_PORTS if port_free(p)]
+            wanted = (int(env["MQTT_PORT"]),) if env.get("MQTT_PORT") else MQTT_PORTS
+            free = [p for p in wanted if port_free(p)]
             if not free:
-                return fail("ports 1883 and 1884 are in use; set MQTT_URL=mqtt://host:port")
+                return fail(
+                    f"port(s) {', '.join(map(str, wanted))} in use; "
+                    "set MQTT_PORT=<another port> or MQTT_URL=mqtt://host:port"
+                )
             env["MQTT_URL"] = f"mqtt://127.0.0.1:{free[0]}"
             start("MQTT broker", python, "-m", "uma_demo.broker", "--port", str(free[0]))
         # Access log without query strings: codes, tickets and states never reach a log.
