@@ -297,6 +297,10 @@ def _explain_response(exchange, path: str, status, answer: dict) -> tuple[str, s
             return ("Bob waits; the client polls the AS while Alice decides.", "TKT-5")
         if status == 200:
             return ("Bob sees the result.", "G §3.1")
+        if status == 403:
+            return ("The doctor app tells Bob it is not shared with them.", "checklist 6.4")
+        if status >= 500:
+            return ("The doctor app tells Bob a server could not be reached.", "RS-3")
         return (f"The doctor app answers {status}.", "G §3.1")
     if route == ("party", "as"):
         location = answer.get("Location", "")

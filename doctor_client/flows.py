@@ -93,5 +93,5 @@ def told(flow_id: str) -> tuple[Flow | None, list, list[str]]:
             messages.extend(answer.json()["messages"])
         except (requests.RequestException, ValueError, KeyError, TypeError):
             missing.append(name)
-    party = (current_user.name or current_user.username).split(" ")[0] or "The requesting party"
+    party = current_user.username.capitalize() or "The requesting party"
     return flow, steps(messages, party), missing

@@ -85,7 +85,9 @@ def test_a_first_read_is_told_across_all_five_parties(apps, doctor, sign_in):
         assert any(spec in s for s in specs), spec
 
     # Token values are shortened everywhere: in the JSON and on the page.
-    wallet = doctor.extensions["doctor_db"].scoped().scalar(select(Wallet))
+    session = doctor.extensions["doctor_db"].scoped()
+    wallet = session.scalar(select(Wallet))
+    session.close()
     page_html = carol.get(apps.doctor_url + f"/how/{flow['flow_id']}").text
     for secret in (wallet.rpt, wallet.pct):
         assert secret[:20] not in str(flow) and secret[:20] not in page_html
