@@ -36,6 +36,9 @@ DEFAULTS = {
     "TRUSTED_PROXIES": 0,
     # Largest request body any endpoint accepts; protection API documents are small.
     "MAX_CONTENT_LENGTH": 64 * 1024,
+    # The teaching layer: record this app's share of each UMA flow and serve it at
+    # /_trace/flows/<flow id> ("How did I get this?"). Off → nothing recorded or served.
+    "TRACE_ENABLED": True,
 }
 
 

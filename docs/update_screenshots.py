@@ -25,6 +25,7 @@ NAMES = [
     "03-as-consent-uma-protection.png",
     "04-console-my-resources.png",
     "05-doctor-carol-reads-history.png",
+    "05b-doctor-how-did-i-get-this.png",
     "06-doctor-erin-reads-prescriptions.png",
     "07-console-pending-request.png",
     "08-doctor-mallory-denied.png",

@@ -22,6 +22,9 @@ DEFAULTS = {
     # The device-feed page reloads itself this often (seconds) to show new readings.
     "FEED_REFRESH_SECONDS": 10,
     "MAX_CONTENT_LENGTH": 64 * 1024,
+    # The teaching layer: record this app's share of each UMA flow and serve it at
+    # /_trace/flows/<flow id> ("How did I get this?"). Off → nothing recorded or served.
+    "TRACE_ENABLED": True,
 }
 
 

@@ -32,6 +32,9 @@ DEFAULTS = {
     "SYNC_ON_START": True,
     # FHIR entries are small documents; anything larger is refused with 413.
     "MAX_CONTENT_LENGTH": 64 * 1024,
+    # The teaching layer: record this app's share of each UMA flow and serve it at
+    # /_trace/flows/<flow id> ("How did I get this?"). Off → nothing recorded or served.
+    "TRACE_ENABLED": True,
 }
 
 

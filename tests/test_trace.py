@@ -177,3 +177,53 @@ def test_malformed_messages_from_another_app_are_left_out():
         [good, {"recorder": "ehr"}, "junk", {**good, "peer": "nobody"}, {**good, "started": "1"}]
     )
     assert len(told) == 2
+
+
+def traced_app(tmp_path, enabled: bool):
+    """A one-route Flask app with the trace installed, as each of the three apps has it."""
+    from flask import Flask
+    from sqlalchemy.orm import DeclarativeBase
+
+    from app_support import trace
+    from app_support.database import Database
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Message(trace.ProtocolMessageColumns, Base):
+        table_prefix = "t"
+
+    class Link(trace.FlowLinkColumns, Base):
+        table_prefix = "t"
+
+    app = Flask(__name__)
+    app.config["TRACE_ENABLED"] = enabled
+    database = Database(f"sqlite:///{tmp_path}/trace.db", Base.metadata).init_app(app, "db")
+    database.create_all()
+    trace.install(app, database, "ehr", Message, Link, incoming_peer=lambda request: "client")
+
+    @app.post("/api/thing")
+    def thing():
+        return {"ticket": TICKET}, 401, {"WWW-Authenticate": f'UMA ticket="{TICKET}"'}
+
+    return app
+
+
+def test_a_flow_is_recorded_and_served_and_switching_it_off_does_both_no_more(tmp_path):
+    flow = "F" * 22
+    app = traced_app(tmp_path, enabled=True)
+    client = app.test_client()
+    client.post("/api/thing", json={"rpt": RPT}, headers={"Uma-Health-Flow": flow})
+    client.post("/api/thing", json={"rpt": RPT})  # not in a flow: not recorded
+    (recorded,) = client.get(f"/_trace/flows/{flow}").json["messages"]
+    assert recorded["direction"] == "received" and recorded["peer"] == "client"
+    assert recorded["status"] == 401 and recorded["request"] == {"rpt": "eyJrrrrr…"}
+    assert recorded["response"]["ticket"] == "tttttttt…"
+    assert RPT[:20] not in str(recorded) and TICKET not in str(recorded)
+    assert app.extensions["protocol_trace"].flow_of(TICKET) == flow  # the ticket leads back
+
+    (tmp_path / "off").mkdir()
+    off = traced_app(tmp_path / "off", enabled=False)
+    off.test_client().post("/api/thing", json={}, headers={"Uma-Health-Flow": flow})
+    assert off.test_client().get(f"/_trace/flows/{flow}").status_code == 404
+    assert off.extensions["protocol_trace"].messages(flow) == []
