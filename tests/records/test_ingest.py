@@ -1,6 +1,7 @@
 """Device readings over MQTT into the EHR, through a real broker (the embedded amqtt and
 Mosquitto), with the real simulator, the real EHR and the real AS (DESIGN.md "MQTT")."""
 
+import getpass
 import logging
 import os
 import shutil
@@ -263,9 +264,12 @@ def own_mosquitto(tmp_path):
         pytest.skip("no mosquitto binary (Debian package mosquitto)")
     port = free_port()
     config = tmp_path / "mosquitto.conf"
+    # `user`: started as root, Mosquitto would switch to the mosquitto user, which cannot
+    # write into this test's directory, and then it saves nothing on SIGTERM (silently).
     config.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
         f"persistence_location {tmp_path}/\nmax_queued_messages 100000\n"
+        f"user {getpass.getuser()}\n"
     )
 
     class Broker:
@@ -279,6 +283,7 @@ def own_mosquitto(tmp_path):
         def stop(self):
             self.process.send_signal(signal.SIGTERM)  # saves sessions and queued messages
             self.process.wait(timeout=10)
+            assert (tmp_path / "mosquitto.db").exists(), "Mosquitto saved no sessions"
 
     broker = Broker()
     broker.start()
