@@ -147,7 +147,7 @@ def main() -> int:
         )
         print(
             "\numa-health demo is running (demo accounts: password = username)\n"
-            f"  Authorization server  {env['AS_ISSUER']}   alice: her console\n"
+            f"  Authorization server  {env['AS_ISSUER']}/console/   alice: her sharing console\n"
             f"  EHR                   {env['EHR_URL']}   alice: Protect my records\n"
             f"  Doctor app            {env['DOCTOR_URL']}   bob, carol, dave, erin, mallory\n"
             f"  MQTT broker           {env['MQTT_URL']}   bp-monitor-001 publishes every 5 s\n"
