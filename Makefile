@@ -46,6 +46,7 @@ demo-reset:
 	rm -f instance/authz_server.db instance/authz_server.db-wal instance/authz_server.db-shm
 	rm -f instance/records_server.db instance/records_server.db-wal instance/records_server.db-shm
 	rm -f instance/doctor_client.db instance/doctor_client.db-wal instance/doctor_client.db-shm
+	rm -f instance/mqtt_broker.db instance/mqtt_broker.db-wal instance/mqtt_broker.db-shm
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,13 +1,15 @@
 """An embedded MQTT broker (amqtt, MQTT 3.1.1) for the demo and the tests.
 
-    python -m uma_demo.broker --port 1884          # foreground, until Ctrl-C / SIGTERM
+    python -m uma_demo.broker --port 1884 [--state-file instance/mqtt_broker.db]
 
     with EmbeddedBroker(port=free_port()) as broker:  # background thread, for tests
         ...broker.url...
 
-Stands in for Mosquitto on one laptop. It keeps everything in memory: a stop loses retained
-messages and sessions, as a Mosquitto without persistence would. Anonymous access, loopback
-by default: a demo broker, never an exposed one.
+Stands in for Mosquitto on one laptop. Without a state file it keeps everything in memory: a
+stop loses retained messages and sessions, as a Mosquitto without persistence would. With
+one, persistent sessions, what they are owed and retained messages survive a restart (see
+broker_persistence.py). Anonymous access, loopback by default: a demo broker, never an
+exposed one.
 """
 
 import argparse
@@ -25,9 +27,9 @@ from typing import Any
 from amqtt.broker import Broker
 from amqtt.errors import BrokerError
 
-from . import broker_redelivery
+from . import broker_persistence
 
-broker_redelivery.install()
+broker_persistence.install()  # redelivery (broker_redelivery.py) and the state file's journal
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,19 @@ BASE_PLUGINS: dict[str, dict[str, Any]] = {
 
 
 def broker_config(
-    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, plugins: dict[str, dict] | None = None
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    plugins: dict[str, dict] | None = None,
+    state_file: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """amqtt's configuration for one plain-TCP listener; `plugins` adds to BASE_PLUGINS."""
+    """amqtt's configuration for one plain-TCP listener; `plugins` adds to BASE_PLUGINS;
+    `state_file` keeps sessions across restarts (broker_persistence.py)."""
+    journal = {}
+    if state_file is not None:
+        journal = {"uma_demo.broker_persistence.SessionJournal": {"file": os.fspath(state_file)}}
     return {
         "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
-        "plugins": {**BASE_PLUGINS, **(plugins or {})},
+        "plugins": {**BASE_PLUGINS, **journal, **(plugins or {})},
     }
 
 
@@ -92,14 +101,20 @@ class EmbeddedBroker:
     """An amqtt broker on its own event loop in a daemon thread; start/stop/start again.
 
     Each start() builds a fresh amqtt Broker (amqtt's own restart support clears state
-    anyway), so stop() + start() on the same port is a broker restart as clients see it.
+    anyway), so stop() + start() on the same port is a broker restart as clients see it:
+    everything is lost, unless a `state_file` keeps the sessions.
     """
 
     def __init__(
-        self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, plugins: dict | None = None
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        plugins: dict | None = None,
+        state_file: str | os.PathLike | None = None,
     ):
         self.host, self.port = host, port
         self.plugins = plugins
+        self.state_file = state_file
         self.broker: DemoBroker | None = None  # the running amqtt Broker, for plugin lookups
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -151,7 +166,7 @@ class EmbeddedBroker:
         return self.start()
 
     async def _create(self) -> "DemoBroker":
-        return DemoBroker(broker_config(self.host, self.port, self.plugins))
+        return DemoBroker(broker_config(self.host, self.port, self.plugins, self.state_file))
 
     def __enter__(self) -> "EmbeddedBroker":
         return self.start() if not self.running else self
@@ -225,9 +240,9 @@ class DemoBroker(Broker):
             writer.transport.abort()
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, state_file: str | None = None) -> None:
     """Run a broker until SIGINT or SIGTERM."""
-    broker = DemoBroker(broker_config(host, port))
+    broker = DemoBroker(broker_config(host, port, state_file=state_file))
     await broker.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -249,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="(default: %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="(default: %(default)s)")
+    parser.add_argument(
+        "--state-file",
+        help="SQLite file that keeps sessions, what they are owed and retained messages across "
+        "restarts (default: none, all in memory)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="amqtt's INFO logs too")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -256,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(args.host, args.port, args.state_file))
     except (BrokerError, OSError) as exc:  # typically: the port is taken
         print(f"uma_demo.broker: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

@@ -106,7 +106,9 @@ def main() -> int:
                     "set MQTT_PORT=<another port> or MQTT_URL=mqtt://host:port"
                 )
             env["MQTT_URL"] = f"mqtt://127.0.0.1:{free[0]}"
-            start("MQTT broker", python, "-m", "uma_demo.broker", "--port", str(free[0]))
+            # Sessions kept across restarts (broker_persistence.py); `make demo-reset` wipes it.
+            state = ("--state-file", "instance/mqtt_broker.db")
+            start("MQTT broker", python, "-m", "uma_demo.broker", "--port", str(free[0]), *state)
         # Access log without query strings: codes, tickets and states never reach a log.
         gunicorn = [
             python,

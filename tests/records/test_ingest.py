@@ -2,15 +2,18 @@
 Mosquitto), with the real simulator, the real EHR and the real AS (DESIGN.md "MQTT")."""
 
 import getpass
+import json
 import logging
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
+from contextlib import closing
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -308,6 +311,108 @@ def test_a_broker_restart_mid_stream_loses_nothing(apps, linked, device_id, own_
             what=f"300 readings; stored {len(stored(apps, device_id))}",
         )
         assert sorted(stored(apps, device_id)) == list(range(1, 301))
+    finally:
+        ingestor.stop()
+
+
+@pytest.fixture
+def own_embedded_broker(tmp_path):
+    """The embedded broker with a state file, restartable for real: every start() is a new
+    EmbeddedBroker (a new amqtt Broker on a new event loop and thread) on the same port and
+    file, and stop() first ends the previous one completely, listener included."""
+    port = free_port()
+    state_file = tmp_path / "mqtt_broker.db"
+
+    class Broker:
+        url = f"mqtt://127.0.0.1:{port}"
+        running = None
+
+        def start(self):
+            assert self.running is None, "the previous broker is still running"
+            self.running = EmbeddedBroker(port=port, state_file=state_file).start(timeout=30)
+
+        def stop(self):
+            self.running.stop(timeout=30)
+            self.running = None
+            assert not listening("127.0.0.1", port), "the stopped broker still listens"
+
+        def owed(self, client_id: str) -> list[int]:
+            """The seqs of the readings the broker's state file says it owes client_id (read
+            beside the broker: the file is in WAL mode)."""
+            with closing(sqlite3.connect(state_file, timeout=30)) as db:
+                query = "SELECT payload FROM pending WHERE client_id = ? ORDER BY id"
+                payloads = [row[0] for row in db.execute(query, (client_id,))]
+            return [json.loads(p)["seq"] for p in payloads if b'"seq"' in p]
+
+    broker = Broker()
+    broker.start()
+    yield broker
+    if broker.running is not None:
+        broker.stop()
+
+
+def test_an_embedded_broker_restart_mid_stream_loses_nothing(
+    apps, linked, device_id, own_embedded_broker
+):
+    """As above, with the embedded amqtt broker and its state file, restarted twice in one
+    stream: once with the EHR connected, once with the EHR away, so that readings queued for
+    its persistent session exist only in the state file while no broker runs."""
+    broker = own_embedded_broker
+    client_id = f"ehr-{uuid.uuid4().hex[:8]}"
+    simulation = None
+
+    def count() -> int:
+        return len(stored(apps, device_id))
+
+    def until(predicate, what: str, timeout: float = 60.0) -> None:
+        """wait_for, with what was stored *when it gave up* in the failure message."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() >= deadline:
+                seqs = stored(apps, device_id)
+                missing = sorted(set(range(1, 301)) - set(seqs))
+                running = simulation is not None and simulation.poll() is None
+                pytest.fail(
+                    f"timed out ({timeout:.0f} s) waiting for {what}: stored {len(seqs)} rows "
+                    f"({len(set(seqs))} distinct), missing {missing[:40]}"
+                    f"{' …' if len(missing) > 40 else ''}; the broker owes the EHR "
+                    f"{broker.owed(client_id)[:40]}; simulator "
+                    f"{'running' if running else f'ended ({simulation.returncode})'}"
+                )
+            time.sleep(0.05)
+
+    ingestor = Ingestor(apps.ehr_app, broker.url, client_id).start()
+    try:
+        assert ingestor.connected.wait(30), "the ingestor did not connect"
+        # 300 readings over 12 s: time enough for both restarts on a busy machine.
+        simulation = simulate(broker.url, device_id, 300, interval=0.04, wait=False)
+        until(lambda: count() >= 40, "40 readings")
+
+        broker.stop()  # 1: the EHR is connected; the monitor buffers, the EHR waits
+        assert simulation.poll() is None, "the stream ended before the first restart"
+        time.sleep(1.0)
+        broker.start()
+        resumed = count() + 30
+        until(lambda: count() >= resumed, f"{resumed} readings after the first restart")
+
+        ingestor.stop()  # 2: the EHR goes away; its readings queue at the broker
+
+        def queued() -> set[int]:  # owed, and not stored: not merely an ack still on its way
+            return set(broker.owed(client_id)) - set(stored(apps, device_id))
+
+        until(lambda: len(queued()) >= 10, "10 unstored readings queued for the EHR")
+        broker.stop()
+        owed = len(queued())
+        assert simulation.poll() is None, "the stream ended before the second restart"
+        time.sleep(0.5)
+        broker.start()
+        ingestor = Ingestor(apps.ehr_app, broker.url, client_id).start()
+        assert ingestor.connected.wait(30), "the ingestor did not reconnect"
+        finish(simulation)
+        until(lambda: count() == 300, f"300 readings ({owed} queued across the second restart)")
+        assert sorted(stored(apps, device_id)) == list(range(1, 301))
+        # Every acknowledgement settled its message: nothing is left to send again.
+        until(lambda: not broker.owed(client_id), "an empty journal", timeout=30)
     finally:
         ingestor.stop()
 
