@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 from flask import Blueprint, Flask, abort, current_app, g, has_request_context, jsonify, request
 from sqlalchemy import JSON, Float, Integer, String, Text, delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from .database import UTCDateTime
@@ -357,7 +358,10 @@ class Tracer:
             if g.get("trace_messages") or g.get("trace_links"):
                 # The app's session goes first, so SQLite never sees two writers at once.
                 remove_app_session()
-                self.flush()
+                try:
+                    self.flush()
+                except SQLAlchemyError:  # the lesson is lost, never the request
+                    app.logger.warning("could not record this flow's messages", exc_info=True)
 
         app.register_blueprint(_trace_blueprint())
 

@@ -227,3 +227,13 @@ def test_a_flow_is_recorded_and_served_and_switching_it_off_does_both_no_more(tm
     off.test_client().post("/api/thing", json={}, headers={"Uma-Health-Flow": flow})
     assert off.test_client().get(f"/_trace/flows/{flow}").status_code == 404
     assert off.extensions["protocol_trace"].messages(flow) == []
+
+
+def test_a_trace_that_cannot_be_written_costs_the_lesson_not_the_request(tmp_path, caplog):
+    app = traced_app(tmp_path, enabled=True)
+    app.extensions["protocol_trace"].message_model.__table__.drop(
+        app.extensions["db"].engine
+    )  # the table is gone: every write fails
+    response = app.test_client().post("/api/thing", json={}, headers={"Uma-Health-Flow": "F" * 22})
+    assert response.status_code == 401 and response.json["ticket"] == TICKET
+    assert "could not record" in caplog.text
