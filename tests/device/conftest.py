@@ -1,7 +1,5 @@
 """Fixtures for the device simulator: brokers (embedded amqtt, the local Mosquitto), subscribers."""
 
-import shutil
-import socket
 import uuid
 
 import pytest
@@ -12,18 +10,10 @@ from tests.device.mqtt_helpers import (
     PrivateMosquitto,
     Subscriber,
     clear_retained,
+    mosquitto_binary,
+    shared_mosquitto,
 )
 from uma_demo.broker import EmbeddedBroker
-
-MOSQUITTO = ("127.0.0.1", 1883)
-
-
-def listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -38,9 +28,7 @@ def amqtt_broker():
 def broker_address(request) -> tuple[str, int]:
     """(host, port) of each broker the simulator must work with."""
     if request.param == "mosquitto":
-        if not listening(*MOSQUITTO):
-            pytest.skip("Mosquitto leg: nothing listens on 127.0.0.1:1883")
-        return MOSQUITTO
+        return shared_mosquitto()
     broker = request.getfixturevalue("amqtt_broker")
     return broker.host, broker.port
 
@@ -48,12 +36,7 @@ def broker_address(request) -> tuple[str, int]:
 @pytest.fixture
 def private_mosquitto(tmp_path):
     """A restartable Mosquitto with persistence on a free port (never the shared one)."""
-    binary = shutil.which("mosquitto") or shutil.which(
-        "mosquitto", path="/usr/sbin:/usr/local/sbin"
-    )
-    if binary is None:
-        pytest.skip("private Mosquitto leg: no mosquitto executable installed")
-    broker = PrivateMosquitto(binary, tmp_path, free_port()).start()
+    broker = PrivateMosquitto(mosquitto_binary(), tmp_path, free_port()).start()
     yield broker
     broker.stop()
 

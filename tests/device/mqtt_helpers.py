@@ -3,6 +3,7 @@
 import contextlib
 import getpass
 import json
+import shutil
 import socket
 import subprocess
 import threading
@@ -19,6 +20,36 @@ from paho.mqtt.enums import CallbackAPIVersion
 from uma_demo.broker import wait_until_accepting
 
 WAIT = 15.0  # generous ceilings for "until this has happened"; never asserted as durations
+MOSQUITTO = ("127.0.0.1", 1883)  # the shared Mosquitto CI runs; tests never restart it
+
+
+def listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def shared_mosquitto() -> tuple[str, int]:
+    """The Mosquitto on 127.0.0.1:1883, which the Mosquitto legs of the tests use."""
+    from tests.conftest import unavailable
+
+    if not listening(*MOSQUITTO):
+        unavailable("Mosquitto leg: nothing listens on 127.0.0.1:1883 (CI runs one there)")
+    return MOSQUITTO
+
+
+def mosquitto_binary() -> str:
+    """The mosquitto executable, for a broker of a test's own (Debian package mosquitto)."""
+    from tests.conftest import unavailable
+
+    binary = shutil.which("mosquitto") or shutil.which(
+        "mosquitto", path="/usr/sbin:/usr/local/sbin"
+    )
+    if binary is None:
+        unavailable("no mosquitto executable installed (Debian package mosquitto)")
+    return binary
 
 
 @dataclass(frozen=True)
@@ -262,7 +293,11 @@ class PrivateMosquitto:
             # Sessions and queued messages survive a restart: written out on SIGTERM.
             "persistence true\n"
             f"persistence_location {directory}/\n"
+            # No queue limit: the default 1000 drops (silently) what a slow session misses.
+            "max_queued_messages 0\n"
         )
+        self.saved = directory / "mosquitto.db"
+        self.url = f"mqtt://{self.host}:{port}"
         self._process: subprocess.Popen | None = None
 
     def start(self) -> "PrivateMosquitto":
@@ -282,4 +317,5 @@ class PrivateMosquitto:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+            assert self.saved.exists(), "Mosquitto saved no sessions on SIGTERM"
         self._process = None

@@ -1,13 +1,9 @@
 """Device readings over MQTT into the EHR, through a real broker (the embedded amqtt and
 Mosquitto), with the real simulator, the real EHR and the real AS (DESIGN.md "MQTT")."""
 
-import getpass
 import json
 import logging
 import os
-import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,31 +24,27 @@ from records_server.seed import provision
 from tests.authz.conftest import bearer
 from tests.authz.test_uma_grant import share
 from tests.conftest import free_port
+from tests.device.mqtt_helpers import (
+    PrivateMosquitto,
+    listening,
+    mosquitto_binary,
+    shared_mosquitto,
+)
 from tests.records.test_ehr_protection import challenge_of, registered_at_as, rpt_for
 from uma_demo.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.live
-MOSQUITTO = ("127.0.0.1", 1883)
 READING = (
     b'{"seq":1,"measured_at":"2026-11-23T08:00:00Z","systolic":130,"diastolic":85,'
     b'"pulse":70,"unit":"mm[Hg]"}'
 )
 
 
-def listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(params=["amqtt", "mosquitto"])
 def broker_url(request):
     if request.param == "mosquitto":
-        if not listening(*MOSQUITTO):
-            pytest.skip("Mosquitto leg: nothing listens on 127.0.0.1:1883 (CI runs one)")
-        yield "mqtt://127.0.0.1:1883"
+        host, port = shared_mosquitto()
+        yield f"mqtt://{host}:{port}"
         return
     broker = EmbeddedBroker(port=free_port()).start()
     yield broker.url
@@ -262,37 +254,9 @@ def test_readings_sent_while_the_ehr_is_down_arrive_when_it_returns(
 @pytest.fixture
 def own_mosquitto(tmp_path):
     """A Mosquitto of this test's own, with persistence, so it can be restarted."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.path.exists(binary):
-        pytest.skip("no mosquitto binary (Debian package mosquitto)")
-    port = free_port()
-    config = tmp_path / "mosquitto.conf"
-    # `user`: started as root, Mosquitto would switch to the mosquitto user, which cannot
-    # write into this test's directory, and then it saves nothing on SIGTERM (silently).
-    config.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-        f"persistence_location {tmp_path}/\nmax_queued_messages 100000\n"
-        f"user {getpass.getuser()}\n"
-    )
-
-    class Broker:
-        url = f"mqtt://127.0.0.1:{port}"
-        process = None
-
-        def start(self):
-            self.process = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.DEVNULL)
-            wait_for(lambda: listening("127.0.0.1", port), timeout=10)
-
-        def stop(self):
-            self.process.send_signal(signal.SIGTERM)  # saves sessions and queued messages
-            self.process.wait(timeout=10)
-            assert (tmp_path / "mosquitto.db").exists(), "Mosquitto saved no sessions"
-
-    broker = Broker()
-    broker.start()
+    broker = PrivateMosquitto(mosquitto_binary(), tmp_path, free_port()).start()
     yield broker
-    if broker.process.poll() is None:
-        broker.stop()
+    broker.stop()
 
 
 def test_a_broker_restart_mid_stream_loses_nothing(apps, linked, device_id, own_mosquitto):
