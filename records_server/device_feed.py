@@ -4,6 +4,7 @@ pressure panel (85354-9) with systolic, diastolic and pulse as components."""
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .entries import collection
 from .models import Device, Reading
 
 LOINC = "http://loinc.org"
@@ -74,10 +75,18 @@ def readings_of(session: Session, device: Device, since, limit: int) -> list[Rea
 
 
 def feed_bundle(device: Device, readings: list[Reading]) -> dict:
-    return {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "id": f"{device.device_id}-readings",
-        "total": len(readings),
-        "entry": [{"resource": observation(device, r)} for r in readings],
-    }
+    return collection(f"{device.device_id}-readings", [observation(device, r) for r in readings])
+
+
+def online_devices(patient_id: int):
+    """The query of a patient's live feeds, the devices that are UMA resources: announced
+    and not retired."""
+    return (
+        select(Device)
+        .where(
+            Device.patient_id == patient_id,
+            Device.announced_at.is_not(None),
+            Device.retired_at.is_(None),
+        )
+        .order_by(Device.id)
+    )

@@ -98,12 +98,18 @@ def entries_of(session: Session, record_set: RecordSet) -> list[Entry]:
     )
 
 
-def bundle(record_set: RecordSet, entries: list[Entry]) -> dict:
-    """A FHIR ``collection`` Bundle of the set."""
+def collection(bundle_id: str, resources: list[dict]) -> dict:
+    """A FHIR ``collection`` Bundle: what every read of the EHR's API answers."""
     return {
         "resourceType": "Bundle",
         "type": "collection",
-        "id": f"{record_set.patient.username}-{record_set.name}",
-        "total": len(entries),
-        "entry": [{"resource": e.resource} for e in entries],
+        "id": bundle_id,
+        "total": len(resources),
+        "entry": [{"resource": resource} for resource in resources],
     }
+
+
+def bundle(record_set: RecordSet, entries: list[Entry]) -> dict:
+    return collection(
+        f"{record_set.patient.username}-{record_set.name}", [e.resource for e in entries]
+    )

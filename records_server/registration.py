@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .as_client import ASClient, ASUnavailable, NotRegistered, PatRejected
+from .device_feed import online_devices
 from .models import Device, IntrospectionCache, Patient, ProtectionLink, RecordSet
 from .pats import NotLinked, lock_patient, with_pat
 from .record_kinds import KINDS, SCOPES, TYPE_BASE
@@ -164,14 +165,5 @@ def protected_things(session: Session, patient: Patient) -> list[Protected]:
         .order_by(RecordSet.id)
         .execution_options(**fresh)
     )
-    devices = session.scalars(
-        select(Device)
-        .where(
-            Device.patient_id == patient.id,
-            Device.announced_at.is_not(None),
-            Device.retired_at.is_(None),
-        )
-        .order_by(Device.id)
-        .execution_options(**fresh)
-    )
+    devices = session.scalars(online_devices(patient.id).execution_options(**fresh))
     return [*record_sets, *devices]

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from sqlalchemy import select
 
 from .. import db
-from ..device_feed import MAX_LIMIT, feed_bundle, readings_of
+from ..device_feed import MAX_LIMIT, feed_bundle, online_devices, readings_of
 from ..entries import InvalidEntry, add_entry, bundle, entries_of, parse_entry
 from ..models import Device, Patient, RecordSet
 from ..protector import require
@@ -108,17 +108,7 @@ def add_record_entry(username: str, name: str):
 
 
 def _online_devices(patient: Patient) -> list[Device]:
-    return list(
-        db.session().scalars(
-            select(Device)
-            .where(
-                Device.patient_id == patient.id,
-                Device.announced_at.is_not(None),
-                Device.retired_at.is_(None),
-            )
-            .order_by(Device.id)
-        )
-    )
+    return list(db.session().scalars(online_devices(patient.id)))
 
 
 @bp.get("/patients/<username>/devices/<device_id>/readings")
