@@ -9,7 +9,7 @@ from flask import Flask
 from sqlalchemy import DateTime, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlalchemy.orm import scoped_session, sessionmaker
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 
 def utcnow() -> datetime:
@@ -88,6 +88,13 @@ class Database:
             self.scoped.remove()
 
         return self
+
+
+def ensure_secret_key(app: Flask, database: Database, setting_model) -> None:
+    """The configured SECRET_KEY, else the server-wide one kept in the database."""
+    if not app.config.get("SECRET_KEY"):
+        with Session(database.engine) as session:
+            app.config["SECRET_KEY"] = shared_secret(session, setting_model)
 
 
 def shared_secret(session, setting_model, name: str = "flask_secret_key") -> str:

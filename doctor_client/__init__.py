@@ -4,7 +4,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from app_support import trace, ui
-from app_support.database import shared_secret
+from app_support.database import ensure_secret_key
 
 from . import config as config_module
 from . import db
@@ -43,9 +43,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         timeout=app.config["HTTP_TIMEOUT"],
         http=trace.TracedSession(),
     )
-    with app.app_context():
-        if not app.config.get("SECRET_KEY"):
-            app.config["SECRET_KEY"] = shared_secret(db.session(), Setting)
+    ensure_secret_key(app, database, Setting)
 
     from . import auth, errors, oidc, views
 
