@@ -47,12 +47,32 @@ def pending_requests(apps) -> list[dict]:
     return response.json["requests"] if isinstance(response.json, dict) else response.json
 
 
-def test_carol_reads_with_her_standing_policy(apps, doctor, sign_in):
+def share_history_with_carol(apps) -> None:
+    """Alice's standing policy: Carol may read her history."""
     share(
         apps.as_app.test_client(),
         {"type": "user", "username": "carol"},
         [record_sets(apps)["history"]],
     )
+
+
+def forget_id_tokens(doctor) -> None:
+    """No claims to push any more, so the AS must ask the person (need_info)."""
+    session = doctor.extensions["doctor_db"].scoped()
+    session.execute(Person.__table__.update().values(id_token=None))
+    session.commit()
+    session.close()
+
+
+def the_wallet(doctor) -> Wallet:
+    session = doctor.extensions["doctor_db"].scoped()
+    wallet = session.scalar(select(Wallet))
+    session.close()
+    return wallet
+
+
+def test_carol_reads_with_her_standing_policy(apps, doctor, sign_in):
+    share_history_with_carol(apps)
     carol = sign_in("carol")
     directory = carol.get(f"{apps.doctor_url}/patients?name=alice")
     assert "Medical history" in directory.text and "Open" in directory.text
@@ -65,16 +85,10 @@ def test_carol_reads_with_her_standing_policy(apps, doctor, sign_in):
 
 def test_the_rpt_never_reaches_the_browser(apps, doctor, sign_in):
     """SEC-RPT-CONF: the RPT and the PCT stay on the server."""
-    share(
-        apps.as_app.test_client(),
-        {"type": "user", "username": "carol"},
-        [record_sets(apps)["history"]],
-    )
+    share_history_with_carol(apps)
     carol = sign_in("carol")
     page = open_page(apps, carol, "history")
-    session = doctor.extensions["doctor_db"].scoped()
-    wallet = session.scalar(select(Wallet))
-    session.close()
+    wallet = the_wallet(doctor)
     assert wallet.rpt and wallet.pct
     for secret in (wallet.rpt, wallet.pct):
         assert secret not in page.text
@@ -117,16 +131,9 @@ def test_mallory_is_denied(apps, doctor, sign_in):
 def test_need_info_claims_interaction_then_rpt(apps, doctor, sign_in):
     """No usable claims (the ID token is gone) → need_info → the AS's claims page → back with
     a new ticket and our state → RPT → the record."""
-    share(
-        apps.as_app.test_client(),
-        {"type": "user", "username": "carol"},
-        [record_sets(apps)["history"]],
-    )
+    share_history_with_carol(apps)
     carol = sign_in("carol")
-    session = doctor.extensions["doctor_db"].scoped()
-    session.execute(Person.__table__.update().values(id_token=None))
-    session.commit()
-    session.close()
+    forget_id_tokens(doctor)
     first = carol.get(
         f"{apps.doctor_url}/open?url={quote(open_url(apps, 'history'))}", allow_redirects=False
     )
@@ -147,15 +154,8 @@ def test_a_forged_or_replayed_state_is_refused(apps, doctor, sign_in):
     forged = carol.get(f"{apps.doctor_url}/uma/claims-callback?ticket=abc&state=forged")
     assert forged.status_code == 400 and "not expected" in forged.text
 
-    share(
-        apps.as_app.test_client(),
-        {"type": "user", "username": "carol"},
-        [record_sets(apps)["history"]],
-    )
-    session = doctor.extensions["doctor_db"].scoped()
-    session.execute(Person.__table__.update().values(id_token=None))
-    session.commit()
-    session.close()
+    share_history_with_carol(apps)
+    forget_id_tokens(doctor)
     first = carol.get(
         f"{apps.doctor_url}/open?url={quote(open_url(apps, 'history'))}", allow_redirects=False
     )

@@ -5,12 +5,17 @@ import re
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import select
 
-from doctor_client.models import Person, Wallet
-from tests.authz.test_uma_grant import owner_call, share
-from tests.doctor.test_doctor_app import open_page, open_url, pending_requests, poll_now
-from tests.records.test_ehr_protection import record_sets
+from tests.authz.test_uma_grant import owner_call
+from tests.doctor.test_doctor_app import (
+    forget_id_tokens,
+    open_page,
+    open_url,
+    pending_requests,
+    poll_now,
+    share_history_with_carol,
+    the_wallet,
+)
 
 pytestmark = pytest.mark.live
 
@@ -33,16 +38,9 @@ def arrows(flow) -> list[tuple[str, str, str]]:
 def test_a_first_read_is_told_across_all_five_parties(apps, doctor, sign_in):
     """need_info → claims interaction → RPT: the page shows the permission request and the
     introspection between EHR and AS, which the client itself never sees."""
-    share(
-        apps.as_app.test_client(),
-        {"type": "user", "username": "carol"},
-        [record_sets(apps)["history"]],
-    )
+    share_history_with_carol(apps)
     carol = sign_in("carol")
-    session = doctor.extensions["doctor_db"].scoped()
-    session.execute(Person.__table__.update().values(id_token=None))  # so the AS must ask
-    session.commit()
-    session.close()
+    forget_id_tokens(doctor)  # so the AS must ask
     first = carol.get(
         f"{apps.doctor_url}/open?url={quote(open_url(apps, 'history'))}", allow_redirects=False
     )
@@ -85,9 +83,7 @@ def test_a_first_read_is_told_across_all_five_parties(apps, doctor, sign_in):
         assert any(spec in s for s in specs), spec
 
     # Token values are shortened everywhere: in the JSON and on the page.
-    session = doctor.extensions["doctor_db"].scoped()
-    wallet = session.scalar(select(Wallet))
-    session.close()
+    wallet = the_wallet(doctor)
     page_html = carol.get(apps.doctor_url + f"/how/{flow['flow_id']}").text
     for secret in (wallet.rpt, wallet.pct):
         assert secret[:20] not in str(flow) and secret[:20] not in page_html
@@ -125,11 +121,7 @@ def test_a_wait_for_alice_is_one_flow_with_her_answer_in_it(apps, doctor, sign_i
 
 
 def test_flows_are_private_and_bad_ids_are_clear(apps, doctor, sign_in):
-    share(
-        apps.as_app.test_client(),
-        {"type": "user", "username": "carol"},
-        [record_sets(apps)["history"]],
-    )
+    share_history_with_carol(apps)
     carol = sign_in("carol")
     page = open_page(apps, carol, "history")
     flow_id = re.search(r'href="/how/([A-Za-z0-9_-]+)"', page.text).group(1)
