@@ -17,6 +17,7 @@ LANE_NAMES = {
     "as": "Authorization server",
     "alice": "Alice (owner)",
 }
+PARTY = "{party}"  # in an explanation: the requesting party's name, filled in per flow
 BROWSERS = frozenset({"party", "alice"})  # they record nothing; the app they reach does
 
 
@@ -76,7 +77,7 @@ def steps(messages: list[dict], party: str = "The requesting party") -> list[Ste
     told: list[Step] = []
     for _at, _order, exchange, part in events:
         step = _tell(exchange, part)
-        step.explanation = step.explanation.replace("Bob", party)
+        step.explanation = step.explanation.replace(PARTY, party)
         told.append(step)
         if _repeats(told):
             told[-4].repeated += 1
@@ -189,10 +190,10 @@ def _explain_request(exchange: _Exchange, path: str) -> tuple[str, str]:
     route = (exchange.source, exchange.target)
     if route == ("party", "client"):
         if path.endswith("/claims-callback"):
-            return ("Bob's browser brings the new ticket and the client's state back.", "CI-6")
+            return ("{party}'s browser brings the new ticket and the client's state back.", "CI-6")
         if path.endswith("/note"):
-            return ("Bob writes a note in Alice's record.", "G §3.1")
-        return ("Bob asks the doctor app for Alice's record.", "G §3.1")
+            return ("{party} writes a note in Alice's record.", "G §3.1")
+        return ("{party} asks the doctor app for Alice's record.", "G §3.1")
     if route == ("client", "ehr"):
         if shown.get("Authorization"):
             return ("The client presents its RPT to the EHR.", "RS-6")
@@ -209,12 +210,12 @@ def _explain_request(exchange: _Exchange, path: str) -> tuple[str, str]:
         if path.endswith("uma2-configuration"):
             return ("The client reads the AS's discovery document.", "DISC-1")
         if exchange.message["request"].get("grant_type", "").endswith("uma-ticket"):
-            if "ticket" in shown and _is_poll(exchange):
+            if "ticket" in shown and exchange.polling:
                 return ("Polling: the client asks again with the newest ticket.", "TKT-5")
             extras = [
                 text
                 for name, text in (
-                    ("claim_token", "pushing Bob's ID token as a claim token"),
+                    ("claim_token", "pushing {party}'s ID token as a claim token"),
                     ("pct", "with its PCT"),
                     ("rpt", "with its RPT, to be upgraded"),
                 )
@@ -228,20 +229,16 @@ def _explain_request(exchange: _Exchange, path: str) -> tuple[str, str]:
     if route == ("party", "as"):
         if exchange.message["method"] == "POST":
             return (
-                "Bob, signed in at the AS, agrees to go on (claims gathering).",
+                "{party}, signed in at the AS, agrees to go on (claims gathering).",
                 "checklist 6.7",
             )
         return (
-            "Bob's browser arrives at the AS's claims interaction endpoint with the ticket.",
+            "{party}'s browser arrives at the AS's claims interaction endpoint with the ticket.",
             "checklist 6.7",
         )
     if route == ("alice", "as"):
         return ("Alice answers the request in her sharing console.", "checklist 9")
     return ("", "")
-
-
-def _is_poll(exchange: _Exchange) -> bool:
-    return exchange.polling
 
 
 def _explain_response(exchange, path: str, status, answer: dict) -> tuple[str, str]:
@@ -290,17 +287,17 @@ def _explain_response(exchange, path: str, status, answer: dict) -> tuple[str, s
         location = answer.get("Location", "")
         if status == 302 and "ticket=" in location:
             return (
-                "The client sends Bob's browser to the AS's claims interaction endpoint.",
+                "The client sends {party}'s browser to the AS's claims interaction endpoint.",
                 "CI-7",
             )
         if status == 302 and "/waiting/" in location:
-            return ("Bob waits; the client polls the AS while Alice decides.", "TKT-5")
+            return ("{party} waits; the client polls the AS while Alice decides.", "TKT-5")
         if status == 200:
-            return ("Bob sees the result.", "G §3.1")
+            return ("{party} sees the result.", "G §3.1")
         if status == 403:
-            return ("The doctor app tells Bob it is not shared with them.", "checklist 6.4")
+            return ("The doctor app tells {party} it is not shared with them.", "checklist 6.4")
         if status >= 500:
-            return ("The doctor app tells Bob a server could not be reached.", "RS-3")
+            return ("The doctor app tells {party} a server could not be reached.", "RS-3")
         return (f"The doctor app answers {status}.", "G §3.1")
     if route == ("party", "as"):
         location = answer.get("Location", "")
@@ -310,10 +307,13 @@ def _explain_response(exchange, path: str, status, answer: dict) -> tuple[str, s
                 "CI-5",
             )
         if status == 302:
-            return ("Bob is not signed in at the AS yet: first its sign-in page.", "checklist 6.7")
-        return ("The AS shows Bob what is being asked, and by which app.", "checklist 6.7")
+            return (
+                "{party} is not signed in at the AS yet: first its sign-in page.",
+                "checklist 6.7",
+            )
+        return ("The AS shows {party} what is being asked, and by which app.", "checklist 6.7")
     if route == ("alice", "as"):
-        return ("Alice's answer is stored: a policy for Bob, or a refusal.", "checklist 9")
+        return ("Alice's answer is stored: a policy for {party}, or a refusal.", "checklist 9")
     return ("", "")
 
 

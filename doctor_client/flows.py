@@ -58,15 +58,6 @@ def _owned(flow_id: str) -> Flow | None:
     return flow if flow is not None and flow.person_id == current_user.id else None
 
 
-def latest() -> Flow | None:
-    return db.session().scalar(
-        select(Flow)
-        .where(Flow.person_id == current_user.id)
-        .order_by(Flow.started_at.desc())
-        .limit(1)
-    )
-
-
 def recent(limit: int = 15) -> list[Flow]:
     return list(
         db.session().scalars(
@@ -76,6 +67,10 @@ def recent(limit: int = 15) -> list[Flow]:
             .limit(limit)
         )
     )
+
+
+def latest() -> Flow | None:
+    return next(iter(recent(limit=1)), None)
 
 
 def told(flow_id: str) -> tuple[Flow | None, list, list[str]]:
