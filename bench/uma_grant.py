@@ -6,6 +6,8 @@ and/or a scratch PostgreSQL database, drives it over real HTTP and prints:
 - full grants/s: POST /uma/permission (PAT) → ticket → POST /token with the uma-ticket grant,
   carol's ID token pushed as claim token, policy evaluation → 200 RPT;
 - plain client_credentials tokens/s at the same concurrency, and the cost ratio UMA/plain;
+- the parts of a full grant alone (the permission request, and GET /healthz as the cost of a
+  request that does nothing) and the lowest UMA/plain they allow;
 - p50/p99 latency of a full grant with 10 registered resources and with a large data set
   (default 100,000 resources / 50,000 policies), and the ratio large/small.
 
@@ -219,10 +221,16 @@ class LeanClient:
         self.conn: http.client.HTTPConnection | None = None
 
     def post(self, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
+        return self.send("POST", path, body, headers)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return self.send("GET", path, None, {})
+
+    def send(self, method: str, path: str, body: bytes | None, headers: dict):
         if self.conn is None:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT)
         try:
-            self.conn.request("POST", path, body, headers)
+            self.conn.request(method, path, body, headers)
             response = self.conn.getresponse()
             data = response.read()
         except Exception:
@@ -247,6 +255,10 @@ class RequestsClient:
 
     def post(self, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
         response = self.session.post(self.base + path, data=body, headers=headers, timeout=TIMEOUT)
+        return response.status_code, response.content
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        response = self.session.get(self.base + path, timeout=TIMEOUT)
         return response.status_code, response.content
 
     def close(self) -> None:
@@ -461,23 +473,33 @@ def _error_code(data: bytes) -> str:
         return ""
 
 
+def permission_op(creds: Credentials):
+    """The first half of a full grant alone: the EHR's permission request → a ticket."""
+    headers = {"Authorization": f"Bearer {creds.pat}", "Content-Type": "application/json"}
+    ids = creds.resource_ids
+
+    def op(client) -> str:
+        rid = ids[random.randrange(len(ids))]
+        body = json.dumps({"resource_id": rid, "resource_scopes": ["read"]}).encode()
+        status, data = client.post("/uma/permission", body, headers)
+        if status != 201:
+            raise OpFailed(f"permission {status} {_error_code(data)}".strip())
+        return json.loads(data)["ticket"]
+
+    return op
+
+
 def full_grant_op(creds: Credentials):
     """One full grant: permission request with the PAT, then the uma-ticket grant with
     carol's ID token pushed, by the doctor app. Only a 200 carrying an RPT counts."""
-    pat_headers = {"Authorization": f"Bearer {creds.pat}", "Content-Type": "application/json"}
     token_headers = {"Authorization": _basic(DOCTOR_AUTH), "Content-Type": FORM}
-    ids = creds.resource_ids
+    ticket_for = permission_op(creds)
 
     def op(client) -> None:
-        rid = ids[random.randrange(len(ids))]
-        body = json.dumps({"resource_id": rid, "resource_scopes": ["read"]}).encode()
-        status, data = client.post("/uma/permission", body, pat_headers)
-        if status != 201:
-            raise OpFailed(f"permission {status} {_error_code(data)}".strip())
         form = urlencode(
             {
                 "grant_type": UMA_TICKET_GRANT,
-                "ticket": json.loads(data)["ticket"],
+                "ticket": ticket_for(client),
                 "claim_token": creds.carol_id_token,
                 "claim_token_format": ID_TOKEN_FORMAT,
             }
@@ -487,6 +509,17 @@ def full_grant_op(creds: Credentials):
             raise OpFailed(f"token {status} {_error_code(data)}".strip())
         if "access_token" not in json.loads(data):
             raise OpFailed("token 200 without access_token")
+
+    return op
+
+
+def noop_op():
+    """The floor of any request: GET /healthz, which reads no database and checks no token."""
+
+    def op(client) -> None:
+        status, _data = client.get("/healthz")
+        if status != 200:
+            raise OpFailed(f"healthz {status}")
 
     return op
 
@@ -825,6 +858,8 @@ class BackendResult:
     seq_small: PhaseResult
     seq_large: PhaseResult
     large_counts: dict
+    noop: PhaseResult
+    permission: PhaseResult
     setup_notes: list[str] = field(default_factory=list)
 
 
@@ -894,6 +929,9 @@ def bench_backend(backend: str, args) -> BackendResult:
         first.close()
         phase("warm-up", plain, c, args.warmup)
         plain_result = phase("plain client_credentials", plain, c, s)
+        # The parts of a full grant, for the UMA/plain floor (see _parts).
+        noop_result = phase("no-op request (GET /healthz)", noop_op(), c, s)
+        permission_result = phase("permission request alone", permission_op(creds), c, s)
 
         # Each UMA measurement starts from freshly booted workers and the same warm-up, so
         # the 10-resource and the large figures differ only by the data.
@@ -922,7 +960,16 @@ def bench_backend(backend: str, args) -> BackendResult:
         uma_large = phase(f"full grant, {large}", grant, c, s)
         seq_large = phase(f"full grant sequential, {large}", grant, 1, seq)
         return BackendResult(
-            backend, db_version, plain_result, uma_small, uma_large, seq_small, seq_large, counts
+            backend,
+            db_version,
+            plain_result,
+            uma_small,
+            uma_large,
+            seq_small,
+            seq_large,
+            counts,
+            noop=noop_result,
+            permission=permission_result,
         )
     finally:
         if server is not None:
@@ -1016,6 +1063,32 @@ def _summary(r: BackendResult) -> dict:
     }
 
 
+def _cpu_ms(phase: PhaseResult) -> float:
+    """gunicorn CPU per operation, in ms: robust while other processes share the cores."""
+    return _ratio(phase.cpu.server * 1000, phase.rate) if phase.cpu else float("nan")
+
+
+def _parts(r: BackendResult) -> dict:
+    """What a full grant is made of, and the UMA/plain it could reach at best.
+
+    Under saturation the time per operation adds up: 1/full = 1/permission + 1/token half.
+    The token half does all a plain token does (client authentication, a signature, a
+    stored token) and more, so UMA/plain >= 1 + plain/permission; and no permission request
+    can cost less than a request that reads nothing, so UMA/plain >= 1 + plain/no-op on this
+    stack, whatever the grant code does.
+    """
+    full, perm, plain, noop = r.uma_small.rate, r.permission.rate, r.plain.rate, r.noop.rate
+    token_half = 1 / (1 / full - 1 / perm) if full and perm > full else float("nan")
+    return {
+        "backend": r.db_version,
+        "rates": (noop, perm, plain, full, token_half),
+        "cpu_ms": tuple(_cpu_ms(p) for p in (r.noop, r.permission, r.plain, r.uma_small)),
+        "ratio": _ratio(plain, full),
+        "floor_code": 1 + _ratio(plain, perm),
+        "floor_stack": 1 + _ratio(plain, noop),
+    }
+
+
 def _pair(values: tuple[float, float], fmt: str = ".1f") -> str:
     return f"{values[0]:{fmt}} / {values[1]:{fmt}}"
 
@@ -1060,13 +1133,28 @@ def render(
             f"  {row['backend']:<18} {_pair(row['seq_small'])} → {_pair(row['seq_large'])} "
             f"({_pair(row['seq_size'], '.2f')})"
         )
+    parts = [_parts(r) for r in results]
+    text.append("")
+    text.append(
+        "the parts, at the same concurrency: ops/s (gunicorn CPU ms per op); UMA/plain floors"
+    )
+    for part in parts:
+        noop, perm, plain, full, token_half = part["rates"]
+        cpu = part["cpu_ms"]
+        text.append(
+            f"  {part['backend']:<18} no-op {noop:.0f} ({cpu[0]:.2f})  permission {perm:.0f} "
+            f"({cpu[1]:.2f})  plain {plain:.0f} ({cpu[2]:.2f})  full {full:.0f} ({cpu[3]:.2f})  "
+            f"token half {token_half:.0f}; UMA/plain {part['ratio']:.2f}, floor with this "
+            f"permission request {part['floor_code']:.2f}, floor of the stack "
+            f"{part['floor_stack']:.2f}"
+        )
     text.append("")
     text.append(
         f"CPU in cores of {idle.ncpu} (client = this load generator; machine busy before the "
         f"run: {idle.machine:.2f}):"
     )
     for r in results:
-        for phase in (r.plain, r.uma_small, r.uma_large):
+        for phase in _measured(r):
             cpu = phase.cpu
             text.append(
                 f"  {r.db_version:<18} {phase.name:<32} client {cpu.client:.2f}  "
@@ -1128,6 +1216,27 @@ def render(
         )
     md += [
         "",
+        "The parts of a full grant, each measured alone at the same concurrency: operations/s "
+        "and, in brackets, gunicorn CPU per operation in ms. The token half is derived "
+        "(1/full − 1/permission). A token half costs at least a plain token (it authenticates "
+        "the client, signs and stores a token, and more), so UMA/plain cannot fall below "
+        "1 + plain/permission; and no permission request costs less than a request that "
+        "reads nothing, so on this stack UMA/plain cannot fall below 1 + plain/no-op:",
+        "",
+        "| backend | no-op GET /healthz | permission request | plain token | full grant "
+        "| token half | UMA/plain | floor, this permission request | floor of the stack |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for part in parts:
+        noop, perm, plain, full, token_half = part["rates"]
+        cpu = part["cpu_ms"]
+        md.append(
+            f"| {part['backend']} | {noop:.0f} ({cpu[0]:.2f}) | {perm:.0f} ({cpu[1]:.2f}) | "
+            f"{plain:.0f} ({cpu[2]:.2f}) | {full:.0f} ({cpu[3]:.2f}) | {token_half:.0f} | "
+            f"{part['ratio']:.2f} | {part['floor_code']:.2f} | {part['floor_stack']:.2f} |"
+        )
+    md += [
+        "",
         f"CPU used during each phase, in cores of {idle.ncpu} (client = the load generator; "
         "other = kernel and any other process; machine busy just before the run: "
         f"{idle.machine:.2f}):",
@@ -1136,7 +1245,7 @@ def render(
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
-        for phase in (r.plain, r.uma_small, r.uma_large):
+        for phase in _measured(r):
             cpu = phase.cpu
             md.append(
                 f"| {r.db_version} | {phase.name} | {cpu.client:.2f} | {cpu.server:.2f} | "
@@ -1168,7 +1277,12 @@ def render(
 
 
 def _phases(r: BackendResult) -> list[PhaseResult]:
-    return [r.plain, r.uma_small, r.seq_small, r.uma_large, r.seq_large]
+    return [r.plain, r.noop, r.permission, r.uma_small, r.seq_small, r.uma_large, r.seq_large]
+
+
+def _measured(r: BackendResult) -> list[PhaseResult]:
+    """The phases under load, whose CPU use is reported."""
+    return [r.plain, r.noop, r.permission, r.uma_small, r.uma_large]
 
 
 def parse_args(argv=None):
