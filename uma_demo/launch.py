@@ -32,6 +32,26 @@ def port_free(port: int) -> bool:
     return True
 
 
+class BadSetting(ValueError):
+    """An environment variable the launcher cannot use; the message names it."""
+
+
+def number_setting(env: dict, name: str, default: int, highest: int) -> int:
+    """``env[name]`` as a whole number from 1 to ``highest``, or ``default`` when unset."""
+    raw = env.get(name) or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= highest:
+        raise BadSetting(f"{name}={raw!r} is not a whole number from 1 to {highest}")
+    return value
+
+
+def port_setting(env: dict, name: str, default: int) -> int:
+    return number_setting(env, name, default, 65535)
+
+
 def fail(message: str) -> int:
     print(f"make demo: {message}", file=sys.stderr)
     return 1
@@ -59,8 +79,12 @@ def _interrupt(*_args) -> None:
 def main() -> int:
     env = dict(os.environ)
     python = sys.executable
-    workers = env.get("WORKERS", "2")
-    ports = {name: int(env.get(name, default)) for name, default in PORTS.items()}
+    try:
+        workers = str(number_setting(env, "WORKERS", 2, 64))
+        ports = {name: port_setting(env, name, default) for name, default in PORTS.items()}
+        mqtt_ports = (port_setting(env, "MQTT_PORT", 0),) if env.get("MQTT_PORT") else MQTT_PORTS
+    except BadSetting as error:
+        return fail(str(error))
     for name, port in ports.items():
         if not port_free(port):
             return fail(f"port {port} is in use; set {name}=<another port> to move it")
@@ -98,11 +122,10 @@ def main() -> int:
 
     try:
         if not env.get("MQTT_URL"):
-            wanted = (int(env["MQTT_PORT"]),) if env.get("MQTT_PORT") else MQTT_PORTS
-            free = [p for p in wanted if port_free(p)]
+            free = [p for p in mqtt_ports if port_free(p)]
             if not free:
                 return fail(
-                    f"port(s) {', '.join(map(str, wanted))} in use; "
+                    f"port(s) {', '.join(map(str, mqtt_ports))} in use; "
                     "set MQTT_PORT=<another port> or MQTT_URL=mqtt://host:port"
                 )
             env["MQTT_URL"] = f"mqtt://127.0.0.1:{free[0]}"
