@@ -5,8 +5,9 @@ succeeds) find it again through links the trace keeps, so the whole story is one
 import requests
 from flask import current_app, session
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
+from app_support.database import utcnow
 from app_support.trace import new_flow_id, tracer, valid_flow_id
 
 from . import db
@@ -22,8 +23,15 @@ def begin(title: str) -> str:
     flow_id = session.pop(CONTINUE, None)
     if not valid_flow_id(flow_id) or _owned(flow_id) is None:
         flow_id = new_flow_id()
-        db.session().add(Flow(id=flow_id, person_id=current_user.id, title=title[:300]))
-        db.session().commit()
+        store = db.session()
+        # Older flows have lost their messages to the trace's pruning: nothing left to tell.
+        store.execute(
+            delete(Flow).where(
+                Flow.person_id == current_user.id, Flow.started_at < utcnow() - tracer().keep
+            )
+        )
+        store.add(Flow(id=flow_id, person_id=current_user.id, title=title[:300]))
+        store.commit()
     tracer().use_flow(flow_id, record_request_from="party")
     return flow_id
 

@@ -2,10 +2,14 @@
 puts the flow back together as "How did I get this?", tokens are never shown whole."""
 
 import re
+from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
+from sqlalchemy import select
 
+from app_support.database import utcnow
+from doctor_client.models import Flow, Person
 from tests.authz.test_uma_grant import owner_call
 from tests.doctor.test_doctor_app import (
     forget_id_tokens,
@@ -135,3 +139,29 @@ def test_flows_are_private_and_bad_ids_are_clear(apps, doctor, sign_in):
     assert carol.get(f"{apps.ehr_url}/_trace/flows/short").status_code == 404
     unknown = carol.get(f"{apps.as_server.url}/_trace/flows/{'x' * 22}")
     assert unknown.status_code == 200 and unknown.json()["messages"] == []
+
+
+def test_a_new_flow_drops_the_persons_flows_whose_trace_is_gone(apps, doctor, sign_in):
+    """Trace rows are pruned after a day (Tracer.keep); the flows that told them go too."""
+    share_history_with_carol(apps)
+    carol = sign_in("carol")
+    sign_in("mallory")
+    session = doctor.extensions["doctor_db"].scoped()
+    people = {p.username: p.id for p in session.scalars(select(Person))}
+    two_days_ago = utcnow() - timedelta(days=2)
+    for name in ("carol", "mallory"):
+        session.add(
+            Flow(id=f"old-{name}-{'x' * 16}", person_id=people[name], started_at=two_days_ago)
+        )
+    session.commit()
+    session.close()
+
+    first = how(carol, apps, open_page(apps, carol, "history"))
+    how(carol, apps, open_page(apps, carol, "history"))
+
+    session = doctor.extensions["doctor_db"].scoped()
+    left = {(f.person_id, f.id) for f in session.scalars(select(Flow))}
+    session.close()
+    assert (people["mallory"], f"old-mallory-{'x' * 16}") in left  # only one's own flows
+    assert (people["carol"], f"old-carol-{'x' * 16}") not in left
+    assert first["flow_id"] in {flow_id for _, flow_id in left}
