@@ -2,13 +2,19 @@
 
 import os
 import secrets
+import select
 import time
 from datetime import UTC, datetime
 
 from flask import Flask
 from sqlalchemy import DateTime, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 
@@ -33,10 +39,16 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
+# A pooled connection idle longer than this is pinged before use (see check_on_checkout).
+IDLE_PING_SECONDS = 30.0
+
+
 def make_engine(url: str) -> Engine:
     """SQLite gets WAL, a busy timeout and foreign keys so several workers can share it."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url)
+        check_on_checkout(engine)
+        return engine
     _ensure_sqlite_dir(url)
     engine = create_engine(url, connect_args={"timeout": 30})
 
@@ -52,6 +64,44 @@ def make_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def check_on_checkout(engine: Engine) -> None:
+    """Hand out only live connections, without pool_pre_ping's round trip on every checkout
+    (about a tenth of a UMA grant's cost on PostgreSQL: BENCHMARKS.md).
+
+    A connection the server closed (a restart, pg_terminate_backend) has its last words or
+    EOF waiting on the socket, which a zero-timeout poll sees at no cost. One that sat idle
+    for a while may have been dropped silently on the way (a firewall, a NAT), so it is
+    pinged. Raising DisconnectionError makes the pool replace the connection and retry.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy):
+        idle = time.monotonic() - record.info.get("idle_since", time.monotonic())
+        if socket_has_news(dbapi_connection):
+            raise DisconnectionError("the database server closed this connection")
+        if idle > IDLE_PING_SECONDS:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except engine.dialect.loaded_dbapi.Error as error:
+                raise DisconnectionError(f"idle connection no longer answers: {error}") from None
+
+
+def socket_has_news(dbapi_connection) -> bool:
+    """Whether an idle connection's socket has something to read (or is gone): between
+    requests the server sends nothing unless it is closing the connection."""
+    try:
+        descriptor = dbapi_connection.fileno()
+    except Exception:  # noqa: BLE001 - a closed connection has no socket: it is news too
+        return True
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 def _ensure_sqlite_dir(url: str) -> None:
