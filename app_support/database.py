@@ -92,6 +92,16 @@ def check_on_checkout(engine: Engine) -> None:
                 raise DisconnectionError(f"idle connection no longer answers: {error}") from None
 
 
+def autocommit(session: Session) -> None:
+    """Let each of this session's coming statements commit on its own, before its first.
+
+    For a request that reads and then writes a single row: a transaction around it would
+    cost a BEGIN and a COMMIT round trip on PostgreSQL and protect nothing. The pool puts
+    the connection's isolation level back when it is returned.
+    """
+    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 def socket_has_news(dbapi_connection) -> bool:
     """Whether an idle connection's socket has something to read (or is gone): between
     requests the server sends nothing unless it is closing the connection."""

@@ -8,6 +8,8 @@ import functools
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
+from app_support.database import autocommit
+
 from .. import db
 from ..discovery import PATHS
 from ..errors import ProtectionError, UnsupportedMethod
@@ -112,7 +114,19 @@ def resource_set_item(resource_id: str):
     return _not_allowed("GET, PUT, DELETE")
 
 
+def autocommitted(view):
+    """The view's statements, the PAT's lookup included, each commit on their own."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        autocommit(db.session())
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
 @bp.route(PATHS["permission_endpoint"], methods=ALL_METHODS, strict_slashes=False)
+@autocommitted  # two reads and one INSERT (tickets.request_permission): nothing to roll back
 @pat_required
 def permission():
     if request.method != "POST":

@@ -76,3 +76,42 @@ def test_index_on_policy_resources_exists(app):
                 text("SELECT indexname FROM pg_indexes WHERE tablename = 'policy_resources'")
             ).all()
             assert ("ix_policy_resources_resource",) in names
+
+
+def in_transaction(dbapi_connection) -> bool:
+    if hasattr(dbapi_connection, "in_transaction"):  # sqlite3
+        return dbapi_connection.in_transaction
+    return dbapi_connection.info.transaction_status != 0  # psycopg: 0 is IDLE
+
+
+@pytest.fixture
+def transaction_states(app):
+    """For each statement the AS runs, whether its connection was inside a transaction."""
+    states = []
+    engine = app.extensions["authz_db"].engine
+
+    def _after(conn, cursor, statement, parameters, context, executemany):
+        states.append((statement.split()[0].upper(), in_transaction(cursor.connection)))
+
+    event.listen(engine, "after_cursor_execute", _after)
+    yield states
+    event.remove(engine, "after_cursor_execute", _after)
+
+
+def test_the_permission_request_runs_without_a_transaction(
+    client, alice_pat, register, transaction_states
+):
+    """Two reads and one INSERT: a BEGIN and a COMMIT would be two round trips for nothing
+    on PostgreSQL. The grant's writes, by contrast, commit together."""
+    history = register(alice_pat)
+    share(client, {"type": "user", "username": "carol"}, [history])
+    carol = id_token_for(client, "carol")
+    transaction_states.clear()
+    ticket = ticket_for(client, alice_pat, history)
+    assert [kind for kind, _ in transaction_states] == ["SELECT", "SELECT", "INSERT"]
+    assert not any(inside for _, inside in transaction_states)
+
+    transaction_states.clear()
+    assert grant(client, ticket, claim_token=carol).status_code == 200
+    writes = [inside for kind, inside in transaction_states if kind in ("UPDATE", "INSERT")]
+    assert writes and all(writes)
