@@ -1089,6 +1089,17 @@ def _parts(r: BackendResult) -> dict:
     }
 
 
+def _part_cells(part: dict) -> list[str]:
+    *measured, token_half = part["rates"]
+    return [
+        *(f"{rate:.0f} ({ms:.2f})" for rate, ms in zip(measured, part["cpu_ms"], strict=True)),
+        f"{token_half:.0f}",
+        f"{part['ratio']:.2f}",
+        f"{part['floor_code']:.2f}",
+        f"{part['floor_stack']:.2f}",
+    ]
+
+
 def _pair(values: tuple[float, float], fmt: str = ".1f") -> str:
     return f"{values[0]:{fmt}} / {values[1]:{fmt}}"
 
@@ -1136,18 +1147,12 @@ def render(
     parts = [_parts(r) for r in results]
     text.append("")
     text.append(
-        "the parts, at the same concurrency: ops/s (gunicorn CPU ms per op); UMA/plain floors"
+        "the parts, at the same concurrency, ops/s (gunicorn CPU ms per op): no-op, "
+        "permission, plain, full, token half; UMA/plain; its floor with this permission "
+        "request; the floor of the stack"
     )
     for part in parts:
-        noop, perm, plain, full, token_half = part["rates"]
-        cpu = part["cpu_ms"]
-        text.append(
-            f"  {part['backend']:<18} no-op {noop:.0f} ({cpu[0]:.2f})  permission {perm:.0f} "
-            f"({cpu[1]:.2f})  plain {plain:.0f} ({cpu[2]:.2f})  full {full:.0f} ({cpu[3]:.2f})  "
-            f"token half {token_half:.0f}; UMA/plain {part['ratio']:.2f}, floor with this "
-            f"permission request {part['floor_code']:.2f}, floor of the stack "
-            f"{part['floor_stack']:.2f}"
-        )
+        text.append(f"  {part['backend']:<18} " + "  ".join(_part_cells(part)))
     text.append("")
     text.append(
         f"CPU in cores of {idle.ncpu} (client = this load generator; machine busy before the "
@@ -1228,13 +1233,7 @@ def render(
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for part in parts:
-        noop, perm, plain, full, token_half = part["rates"]
-        cpu = part["cpu_ms"]
-        md.append(
-            f"| {part['backend']} | {noop:.0f} ({cpu[0]:.2f}) | {perm:.0f} ({cpu[1]:.2f}) | "
-            f"{plain:.0f} ({cpu[2]:.2f}) | {full:.0f} ({cpu[3]:.2f}) | {token_half:.0f} | "
-            f"{part['ratio']:.2f} | {part['floor_code']:.2f} | {part['floor_stack']:.2f} |"
-        )
+        md.append(f"| {part['backend']} | " + " | ".join(_part_cells(part)) + " |")
     md += [
         "",
         f"CPU used during each phase, in cores of {idle.ncpu} (client = the load generator; "
