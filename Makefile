@@ -23,13 +23,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
-# The browser tests drive Debian's Chromium; install it when it is missing (root, as in CI).
-browser:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  else echo "make test: Chromium is missing: sudo apt-get install chromium (tests/browser needs it)"; fi; }
+# $(call need,CHECK,DEBIAN PACKAGE,WHICH TESTS): install the package when CHECK fails and we
+# are root (as in CI); otherwise say how (the tests then skip locally and fail under CI).
+need = @{ $(1); } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $(2) >/dev/null; \
+	  else echo "make test: $(2) is missing: sudo apt-get install $(2) ($(3) needs it)"; fi; }
 
-test: $(STAMP) browser
+# The browser tests drive Debian's Chromium.
+browser:
+	$(call need,command -v chromium,chromium,tests/browser)
+
+# tests/test_compose.py has a compose CLI check docker-compose.yml: the docker CLI's own
+# plugin where there is one, else Debian's docker-compose.
+compose-cli:
+	$(call need,docker compose version || command -v docker-compose,docker-compose,tests/test_compose.py)
+
+test: $(STAMP) browser compose-cli
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # README's screenshots: run the browser tests, copy their pictures to docs/screenshots/.
