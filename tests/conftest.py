@@ -1,12 +1,16 @@
 """Fixtures shared by every suite: database backends, a pre-made signing key, live servers."""
 
+import contextlib
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 
 import pytest
+import requests
 from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
@@ -73,6 +77,35 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn(target: str, port: int, env: dict, log_dir, ready_path: str, workers: int = 3):
+    """``target`` under gunicorn as production runs it, answering ``ready_path`` on ``port``;
+    stopped on leaving. Its output goes to ``log_dir/gunicorn.log``, shown if it never
+    answers."""
+    log = log_dir / "gunicorn.log"
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers)]
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(
+            [*command, "--bind", f"127.0.0.1:{port}", target],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}{ready_path}", timeout=10)
+                break
+            except requests.RequestException:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def _bind(port: int, app, patience: float = 10.0):

@@ -1,8 +1,6 @@
 """People, secrets shared by workers, and signing-key rotation."""
 
 import os
-import subprocess
-import sys
 import time
 
 import jwt
@@ -16,7 +14,7 @@ from authz_server.keys import rotate_signing_key
 from authz_server.models import Client, Group, SigningKey, User
 from authz_server.seed import seed_demo
 from tests.authz.conftest import EHR_AUTH, build_app, code_flow_tokens, login
-from tests.conftest import free_port
+from tests.conftest import free_port, gunicorn
 
 
 def test_default_password_hash_is_scrypt(app):
@@ -104,32 +102,7 @@ def test_gunicorn_workers_publish_one_key(tmp_path):
         "AS_DATABASE_URL": f"sqlite:///{tmp_path / 'as.db'}",
     }
     env.pop("DATABASE_URL", None)
-    log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                "3",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "authz_server.wsgi:app",
-            ],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/jwks", timeout=10)
-                break
-            except requests.RequestException:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+    with gunicorn("authz_server.wsgi:app", port, env, tmp_path, ready_path="/jwks"):
         kids = set()
         with requests.Session() as http:
             for _ in range(30):
@@ -138,9 +111,6 @@ def test_gunicorn_workers_publish_one_key(tmp_path):
                 ).json()["keys"]
                 kids.update(k["kid"] for k in keys)
         assert len(kids) == 1
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.live

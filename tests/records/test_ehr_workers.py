@@ -3,15 +3,13 @@
 worker answers."""
 
 import os
-import subprocess
-import sys
-import time
 
 import pytest
 import requests
 
 from tests.authz.conftest import bearer
 from tests.authz.test_uma_grant import share
+from tests.conftest import gunicorn
 from tests.records.conftest import Browser, protect
 from tests.records.test_ehr_protection import challenge_of, record_sets, rpt_for
 
@@ -28,34 +26,8 @@ def gunicorn_ehr(apps, ehr_database_url, tmp_path):
         "EHR_URL": apps.ehr_url,
         "EHR_DATABASE_URL": ehr_database_url,
     }
-    log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                "3",
-                "--bind",
-                f"127.0.0.1:{apps.ehr_port}",
-                "records_server.wsgi:app",
-            ],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            requests.get(apps.ehr_url + "/healthz", timeout=5)
-            break
-        except requests.RequestException:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-    yield proc
-    proc.terminate()
-    proc.wait(timeout=10)
+    with gunicorn("records_server.wsgi:app", apps.ehr_port, env, tmp_path, "/healthz") as proc:
+        yield proc
     apps.ehr_app.extensions["ehr_db"].engine.dispose()
 
 
