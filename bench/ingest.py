@@ -43,32 +43,33 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from machine import (
+    REPO,
+    ScratchDatabase,
+    cpu_model,
+    cpu_seconds,
+    free_port,
+    git,
+    machine_cpu_seconds,
+    package_versions,
+    postgres_cpu_seconds,
+)
+
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 BROKERS = ("amqtt", "mosquitto", "mosquitto-queue", "mosquitto-tuned")
 BACKENDS = ("sqlite", "postgresql")
 RSS_EVERY = 100_000
 # Mosquitto 2.0's defaults (what docker-compose.yml runs) and the tuned leg's settings.
 MOSQUITTO_DEFAULT = {"max_inflight_messages": 20, "max_queued_messages": 1000}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def listening(port: int) -> bool:
@@ -80,37 +81,8 @@ def listening(port: int) -> bool:
 
 
 # --------------------------------------------------------------------------------------
-# /proc: CPU seconds, RSS, the machine
+# /proc: RSS, load (CPU seconds come from machine.py)
 # --------------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def postgres_cpu_seconds() -> float:
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                head, _, tail = Path(f"/proc/{entry}/stat").read_text().rpartition(")")
-            except OSError:
-                continue
-            if head.endswith("(postgres"):
-                fields = tail.split()
-                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
-
-
-def machine_busy() -> tuple[float, float]:
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    total = sum(values[:8])
-    return (total - idle) / CLK_TCK, total / CLK_TCK
 
 
 def rss_mib(pid: int) -> float:
@@ -139,24 +111,12 @@ def loadavg() -> float:
 # --------------------------------------------------------------------------------------
 
 
-class ScratchDatabase:
-    """A fresh EHR database: an SQLite file in a temp dir, or uma_bench_ingest_<hex> on PG."""
+class EhrDatabase(ScratchDatabase):
+    """A fresh EHR database: ehr.db in a temp dir (which also takes the brokers' and the
+    ingestor's logs), or uma_bench_ingest_<hex> on PG."""
 
     def __init__(self, backend: str):
-        self.backend = backend
-        self.tmp = tempfile.mkdtemp(prefix="uma-bench-ingest-")
-        if backend == "sqlite":
-            self.url = f"sqlite:///{self.tmp}/ehr.db"
-            self.name = None
-        else:
-            from sqlalchemy import create_engine, text
-
-            self.name = f"uma_bench_ingest_{secrets.token_hex(4)}"
-            admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{self.name}"'))
-            admin.dispose()
-            self.url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.name}"
+        super().__init__(backend, label="uma-bench-ingest", sqlite_file="ehr.db")
 
     def seed(self, device_ids: list[str]) -> None:
         from records_server import create_app
@@ -187,18 +147,8 @@ class ScratchDatabase:
         import psycopg
 
         return psycopg.connect(
-            f"host=127.0.0.1 port=5432 user=postgres dbname={self.name}", autocommit=True
+            f"host=127.0.0.1 port=5432 user=postgres dbname={self.pg_name}", autocommit=True
         )
-
-    def drop(self) -> None:
-        if self.name:
-            from sqlalchemy import create_engine, text
-
-            admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-            admin.dispose()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def query(conn, sql: str, params=()):
@@ -469,15 +419,15 @@ def run_one(backend: str, broker_kind: str, args) -> Result:
     per_device = args.readings // args.devices
     total = per_device * args.devices
     device_ids = [f"bench-bp-{i:03d}" for i in range(args.devices)]
-    database = ScratchDatabase(backend)
+    database = EhrDatabase(backend)
     broker = ingestor = None
     procs = []
     result = Result(backend, broker_kind, "", total, args.devices)
     try:
         database.seed(device_ids)
-        broker = BrokerProcess(broker_kind, database.tmp, args.tuned_inflight, args.tuned_queued)
+        broker = BrokerProcess(broker_kind, database.tmpdir, args.tuned_inflight, args.tuned_queued)
         result.broker_settings = broker.settings
-        ingestor = IngestorProcess(database.url, broker.url, database.tmp)
+        ingestor = IngestorProcess(database.url, broker.url, database.tmpdir)
         conn = database.connect()
         device_pk = dict(
             (row[0], row[1]) for row in _all(conn, "SELECT device_id, id FROM ehr_devices")
@@ -507,7 +457,11 @@ def run_one(backend: str, broker_kind: str, args) -> Result:
         result.load_before = loadavg()
         pids = {"ingestor": [ingestor.pid], "broker": [broker.pid], "publishers": pub_pids}
         cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
-        pg0, (busy0, _), me0 = postgres_cpu_seconds(), machine_busy(), cpu_seconds(os.getpid())
+        pg0, (busy0, _), me0 = (
+            postgres_cpu_seconds(),
+            machine_cpu_seconds(),
+            cpu_seconds(os.getpid()),
+        )
         result.rss.append((0, rss_mib(ingestor.pid)))
         go.set()
         t0 = time.monotonic()
@@ -516,7 +470,7 @@ def run_one(backend: str, broker_kind: str, args) -> Result:
             return (
                 {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()},
                 postgres_cpu_seconds() if backend == "postgresql" else 0.0,
-                machine_busy()[0],
+                machine_cpu_seconds()[0],
                 cpu_seconds(os.getpid()),
             )
 
@@ -597,7 +551,7 @@ def run_one(backend: str, broker_kind: str, args) -> Result:
         if broker is not None:
             broker.stop()
         if args.keep:
-            print(f"  kept {database.tmp}", flush=True)
+            print(f"  kept {database.tmpdir}", flush=True)
         else:
             database.drop()
 
@@ -617,11 +571,7 @@ def _all(conn, sql):
 
 def versions() -> dict:
     out = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
-    for name in ("paho-mqtt", "amqtt", "SQLAlchemy", "psycopg", "Flask"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
+    out.update(package_versions(("paho-mqtt", "amqtt", "SQLAlchemy", "psycopg", "Flask")))
     try:
         out["mosquitto"] = (
             subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True, timeout=5)
@@ -641,28 +591,12 @@ def versions() -> dict:
 
 
 def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
+    head = git("rev-parse", "--short", "HEAD")
+    return "?" if head is None else head
 
 
-def machine() -> str:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPU ({model}), Linux {platform.release()}"
+def describe_machine() -> str:
+    return f"{os.cpu_count()} CPU ({cpu_model('?')}), Linux {platform.release()}"
 
 
 def fmt_rss(result: Result) -> str:
@@ -786,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
             f".venv/bin/python bench/ingest.py {argv_text}".rstrip(),
             "```",
             "",
-            f"- Machine: {machine()}.",
+            f"- Machine: {describe_machine()}.",
             "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
             f"- {args.devices} devices in {args.publishers} publisher processes, QoS 1, at most "
             f"{args.window} un-acked readings per device; N/M readings each, seq 1..N/M; the "

@@ -30,10 +30,10 @@ from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import free_port  # noqa: E402 - a sibling module, like uma_grant
 from uma_grant import (  # noqa: E402 - the sibling script, importable once its folder is on the path
+    AuthzDatabase,
     LeanClient,
-    ScratchDatabase,
-    free_port,
     full_grant_op,
     plain_op,
     prepare_credentials,
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
 
-    database = ScratchDatabase(args.backend)
+    database = AuthzDatabase(args.backend)
     server = None
     try:
         port = free_port()

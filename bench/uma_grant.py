@@ -35,29 +35,34 @@ import re
 import resource
 import secrets
 import shlex
-import shutil
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
+from machine import (
+    CLK_TCK,
+    REPO,
+    ScratchDatabase,
+    cpu_model,
+    cpu_seconds,
+    free_port,
+    git,
+    machine_cpu_seconds,
+    package_versions,
+    postgres_cpu_seconds,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 EHR_AUTH = ("ehr", "ehr-demo-secret")
 EHR_REDIRECT = "http://localhost:8401/protect/callback"
 DOCTOR_AUTH = ("doctor-app", "doctor-demo-secret")
@@ -69,21 +74,11 @@ SMALL_RESOURCES = 10
 DEFAULT_APP = "authz_server.wsgi:app"
 # Hard ceiling on operations per measured phase, whatever the duration: loops are bounded.
 MAX_OPS_PER_SECOND = 5000
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------------------
 # CPU accounting: the load generator, the gunicorn workers, the whole machine
 # --------------------------------------------------------------------------------------
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    # After the ")" the fields start at index 3 (state); utime, stime are fields 14, 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def _children(pid: int) -> list[int]:
@@ -93,49 +88,24 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _database_cpu_seconds() -> float:
-    """CPU of every PostgreSQL process on this machine (SQLite runs inside the workers)."""
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        head, _, tail = raw.rpartition(")")
-        if head.endswith("(postgres"):
-            fields = tail.split()
-            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
-
-
-def _machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    total = sum(values[:8])
-    return total - idle, total
-
-
 @dataclass
 class CpuSnapshot:
     wall: float
     client: float
     server: float
     database: float
-    machine_busy: float
+    machine_busy: float  # CPU seconds of all CPUs since boot
     machine_total: float
 
     @classmethod
     def take(cls, server_pids: list[int]) -> CpuSnapshot:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        busy, total = _machine_busy()
+        busy, total = machine_cpu_seconds()
         return cls(
             wall=time.perf_counter(),
             client=usage.ru_utime + usage.ru_stime,
-            server=sum(_proc_cpu_seconds(p) for p in server_pids),
-            database=_database_cpu_seconds(),
+            server=sum(cpu_seconds(p) for p in server_pids),
+            database=postgres_cpu_seconds(),
             machine_busy=busy,
             machine_total=total,
         )
@@ -155,7 +125,8 @@ class CpuUse:
     def between(cls, a: CpuSnapshot, b: CpuSnapshot) -> CpuUse:
         wall = max(b.wall - a.wall, 1e-9)
         ncpu = os.cpu_count() or 1
-        total = max(b.machine_total - a.machine_total, 1)
+        # Busy share of the machine's CPU time, over at least one clock tick.
+        total = max(b.machine_total - a.machine_total, 1 / CLK_TCK)
         return cls(
             client=(b.client - a.client) / wall,
             server=(b.server - a.server) / wall,
@@ -544,50 +515,12 @@ def plain_op():
 # --------------------------------------------------------------------------------------
 
 
-class ScratchDatabase:
+class AuthzDatabase(ScratchDatabase):
+    """The authorization server's scratch database: ``uma_bench_<hex>`` on PostgreSQL, or
+    authz_server.db in a temporary directory that also takes gunicorn's logs."""
+
     def __init__(self, backend: str):
-        self.backend = backend
-        self.tmpdir = tempfile.mkdtemp(prefix="uma-bench-")
-        self.pg_name = None
-        if backend == "sqlite":
-            self.url = f"sqlite:///{self.tmpdir}/authz_server.db"
-        else:
-            from sqlalchemy import create_engine, text
-
-            self.pg_name = f"uma_bench_{uuid.uuid4().hex[:10]}"
-            admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{self.pg_name}"'))
-            admin.dispose()
-            self.url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{self.pg_name}"
-
-    def version(self) -> str:
-        if self.backend == "sqlite":
-            return f"SQLite {sqlite3.sqlite_version}"
-        from sqlalchemy import create_engine, text
-
-        engine = create_engine(self.url)
-        with engine.connect() as conn:
-            version = conn.execute(text("SHOW server_version")).scalar()
-        engine.dispose()
-        return f"PostgreSQL {version.split()[0]}"
-
-    def drop(self) -> None:
-        if self.pg_name:
-            from sqlalchemy import create_engine, text
-
-            admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :n AND pid <> pg_backend_pid()"
-                    ),
-                    {"n": self.pg_name},
-                )
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.pg_name}"'))
-            admin.dispose()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        super().__init__(backend, label="uma-bench", sqlite_file="authz_server.db")
 
 
 def seed_database(url: str, issuer: str) -> None:
@@ -768,12 +701,6 @@ def bulk_insert_large(url: str, n_resources: int, n_policies: int, keep_ids: lis
 # --------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Gunicorn:
     def __init__(self, url: str, port: int, workers: int, logdir: str, app: str):
         self.url, self.port, self.workers, self.app = url, port, workers, app
@@ -885,7 +812,7 @@ def _check(result: PhaseResult) -> PhaseResult:
 
 def bench_backend(backend: str, args) -> BackendResult:
     log(f"=== {backend} ===")
-    database = ScratchDatabase(backend)
+    database = AuthzDatabase(backend)
     server = None
     try:
         port = free_port()
@@ -987,54 +914,37 @@ OTHER_LOAD_WARNING = 0.3  # cores
 
 def _git_commit() -> str:
     """The commit measured, marked when the server's code differs from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "authz_server"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", "authz_server")
+    if head is None or dirty is None:
         return "unknown"
     return (head or "unknown") + (" + uncommitted changes in authz_server/" if dirty else "")
 
 
+# What the server's figures depend on, named in the report ("-" when not installed).
+PACKAGES = (
+    "Flask",
+    "Authlib",
+    "joserfc",
+    "cryptography",
+    "SQLAlchemy",
+    "psycopg",
+    "gunicorn",
+    "Werkzeug",
+    "requests",
+)
+
+
 def machine_info() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for package in (
-        "Flask",
-        "Authlib",
-        "joserfc",
-        "cryptography",
-        "SQLAlchemy",
-        "psycopg",
-        "gunicorn",
-        "Werkzeug",
-        "requests",
-    ):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "-"
+    installed = package_versions(PACKAGES)
     return {
         "commit": _git_commit(),
         "nproc": os.cpu_count(),
-        "cpu": model,
+        "cpu": cpu_model(),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "versions": versions,
+        "versions": {package: installed.get(package, "-") for package in PACKAGES},
     }
 
 
