@@ -526,12 +526,15 @@ def run_one(backend: str, broker_kind: str, args) -> Result:
         time.sleep(0.5)
         rows = query(conn, "SELECT count(*) FROM ehr_readings")[0]
         # Per device over the unique index, so the check stays cheap on a million rows.
-        distinct = query(
-            conn,
-            "SELECT coalesce(sum(n), 0) FROM (SELECT count(DISTINCT seq) AS n FROM ehr_readings"
-            " WHERE seq BETWEEN 1 AND ? GROUP BY device_pk) AS d",
-            (per_device,),
-        )[0]
+        # int(): PostgreSQL's sum() of counts is numeric, a Decimal that float arithmetic refuses.
+        distinct = int(
+            query(
+                conn,
+                "SELECT coalesce(sum(n), 0) FROM (SELECT count(DISTINCT seq) AS n"
+                " FROM ehr_readings WHERE seq BETWEEN 1 AND ? GROUP BY device_pk) AS d",
+                (per_device,),
+            )[0]
+        )
         result.stored_rows, result.distinct = rows, distinct
         result.lost = total - distinct
         result.duplicated = rows - distinct
