@@ -259,7 +259,10 @@ def _explain_response(exchange, path: str, status, answer: dict) -> tuple[str, s
                 "RS-5" if again else "RS-2",
             )
         if status == 403 and "Warning" in answer:
-            return ("The EHR cannot reach the AS: 403 with Warning 199.", "RS-3")
+            return (
+                "The EHR could not get a permission ticket from the AS: 403 with Warning 199.",
+                "RS-3",
+            )
         if status in (200, 201):
             return ("The RPT holds the permission: the EHR answers.", "RS-6")
         return (f"The EHR answers {status}.", "RS-7")

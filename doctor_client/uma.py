@@ -71,6 +71,18 @@ class Failed:
 Outcome = Answered | NeedsSignIn | Waiting | Denied | Failed
 
 
+def _why_no_ticket(response: requests.Response) -> str:
+    """RS-3's Warning covers an outage and lasting causes (a revoked PAT, a resource the AS
+    lost) alike; the EHR's own description tells the person which, so it is passed on."""
+    try:
+        said = response.json().get("error_description")
+    except (ValueError, AttributeError):
+        said = None
+    if isinstance(said, str) and said.strip():
+        return "The EHR could not get a permission ticket: " + said.strip()[:300]
+    return "The EHR cannot reach the authorization server right now."
+
+
 @dataclass
 class Challenge:
     as_uri: str
@@ -112,7 +124,7 @@ class UmaClient:
                 if response.status_code == 403 and UNREACHABLE in response.headers.get(
                     "Warning", ""
                 ):
-                    return Failed("The EHR cannot reach the authorization server right now.")
+                    return Failed(_why_no_ticket(response))
                 return Answered(response)
             if challenge.as_uri not in self.trusted:
                 return Failed(

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from app_support.trace import tracer
 
 from . import db
-from .as_client import ASClient, ASUnavailable, NotRegistered
+from .as_client import ASClient, ASUnavailable, NotRegistered, PatRejected
 from .db import utcnow
 from .models import AccessLog, IntrospectionCache, Patient
 from .pats import NotLinked, with_pat
@@ -96,7 +96,7 @@ def require(patient: Patient, resource_id: str | None, label: str, scope: str) -
         session.rollback()
         log("as_unreachable", 403, None)
         current_app.logger.warning("UMA check for %s failed: %s", label, error)
-        raise Refused(_unreachable()) from None
+        raise Refused(_unreachable(_why_no_ticket(error, patient, label))) from None
     log("ticket", 401, requester)
     raise Refused(_challenge(client.metadata()["issuer"], ticket))
 
@@ -116,13 +116,25 @@ def _challenge(as_uri: str, ticket: str):
     return response
 
 
-def _unreachable():
+def _why_no_ticket(error: Exception, patient: Patient, label: str) -> str:
+    """RS-3 covers every way of failing to get a ticket; only one of them passes by itself,
+    so the description says which one it was and what ends it."""
+    if isinstance(error, (NotLinked, PatRejected)):
+        return (
+            f"{patient.username}'s authorization server no longer accepts this EHR's "
+            "protection token, so nobody can be let in until she protects her records again."
+        )
+    if isinstance(error, NotRegistered):
+        return (
+            f"The authorization server no longer knows '{label}' as a resource, so no ticket "
+            "could be had. The EHR registers it again when it restarts."
+        )
+    return "The authorization server could not be asked for a permission ticket; try again later."
+
+
+def _unreachable(description: str):
     """UMA Grant §3.2: no ticket could be had, so 403 and the spec's Warning (RS-3)."""
-    response = _json_error(
-        403,
-        "as_unreachable",
-        "The authorization server could not be asked for a permission ticket; try again later.",
-    )
+    response = _json_error(403, "as_unreachable", description)
     response.headers["Warning"] = UNREACHABLE_WARNING
     return response
 

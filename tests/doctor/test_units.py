@@ -3,9 +3,11 @@
 from datetime import UTC, datetime
 
 import pytest
+from flask import Flask, Response, jsonify
 
 from doctor_client.chart import readings_from, render
-from doctor_client.uma import parse_challenge
+from doctor_client.uma import Failed, Tokens, UmaClient, parse_challenge
+from tests.conftest import LiveServer, free_port
 
 
 @pytest.mark.parametrize(
@@ -52,3 +54,34 @@ def test_the_chart_is_an_svg_with_three_lines():
     svg = render(readings_from({"entry": [observation("2026-11-23T09:00:00Z")] * 2}))
     assert svg.startswith("<svg") and svg.count("<polyline") == 3
     assert render([]).count("<polyline") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"error": "as_unreachable", "error_description": "The AS no longer knows 'history'."},
+            "The EHR could not get a permission ticket: The AS no longer knows 'history'.",
+        ),
+        ("<html>busy</html>", "The EHR cannot reach the authorization server right now."),
+        ({"error_description": 42}, "The EHR cannot reach the authorization server right now."),
+    ],
+)
+def test_a_403_with_the_rs3_warning_passes_on_the_ehrs_reason(body, expected):
+    """RS-3: the EHR's 403 + Warning ends the dance; the person reads the EHR's reason when
+    it gives one (faked at the HTTP boundary: only the EHR's answer matters here)."""
+    ehr = Flask("fake-ehr")
+
+    @ehr.get("/records")
+    def records():
+        response = jsonify(body) if isinstance(body, dict) else Response(body, mimetype="text/html")
+        response.status_code = 403
+        response.headers["Warning"] = '199 - "UMA Authorization Server Unreachable"'
+        return response
+
+    server = LiveServer(ehr, free_port()).start()
+    try:
+        outcome = UmaClient("doctor", "secret").call("GET", server.url + "/records", Tokens())
+    finally:
+        server.stop()
+    assert outcome == Failed(expected)

@@ -217,6 +217,7 @@ def test_as_down_gives_403_with_the_warning(apps, linked):
     assert response.status_code == 403
     assert response.headers["Warning"] == '199 - "UMA Authorization Server Unreachable"'
     assert response.json()["error"] == "as_unreachable"
+    assert "try again later" in response.json()["error_description"]
     # Also with an RPT that would have to be introspected.
     response = requests.get(history_url(apps), headers=bearer("some-rpt"), timeout=10)
     assert response.status_code == 403 and "Warning" in response.headers
@@ -237,8 +238,28 @@ def test_a_revoked_pat_gives_403_with_the_warning(apps, linked):
     response = requests.get(history_url(apps), timeout=10)
     assert response.status_code == 403
     assert response.headers["Warning"] == '199 - "UMA Authorization Server Unreachable"'
+    # Waiting will not help here, and the answer says so instead of "try again later".
+    description = response.json()["error_description"]
+    assert "no longer accepts" in description and "try again" not in description
     page = linked.get(apps.ehr_url + "/").text
     assert "stopped working" in page and "Protect my records" in page
+
+
+def test_a_resource_the_as_lost_gives_403_saying_so(apps, linked):
+    """RS-3 when the AS no longer knows the resource: still 403 + Warning, but the
+    description names the cause, not an outage that would pass by itself."""
+    history = record_sets(apps)["history"]
+    deleted = requests.delete(
+        f"{apps.as_server.url}/uma/resource_set/{history}",
+        headers=bearer(pat_of_alice(apps)),
+        timeout=5,
+    )
+    assert deleted.status_code in (200, 204)
+    response = requests.get(history_url(apps), timeout=10)
+    assert response.status_code == 403
+    assert response.headers["Warning"] == '199 - "UMA Authorization Server Unreachable"'
+    description = response.json()["error_description"]
+    assert "no longer knows 'history'" in description and "try again" not in description
 
 
 def test_an_expired_pat_is_refreshed_while_alice_is_offline(apps, linked):
