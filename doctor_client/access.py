@@ -17,7 +17,17 @@ from sqlalchemy.orm import Session
 
 from .db import utcnow
 from .models import PendingAction, Person, Visit, Wallet
-from .uma import Answered, Denied, Failed, NeedsSignIn, Outcome, Tokens, UmaClient, Waiting
+from .uma import (
+    SAME_TICKET,
+    Answered,
+    Denied,
+    Failed,
+    NeedsSignIn,
+    Outcome,
+    Tokens,
+    UmaClient,
+    Waiting,
+)
 
 
 @dataclass
@@ -102,6 +112,10 @@ class Requests:
         if pending is None or not self._claim(pending):
             return None
         pending.state_digest = None  # single use
+        if ticket == pending.ticket:  # TKT-4: the redirect back must bring a new ticket
+            pending.status, pending.message = "failed", SAME_TICKET
+            self.session.commit()
+            return Failed(SAME_TICKET)
         return self._continue(pending, ticket)
 
     def sign_in_refused(self, state: str, description: str) -> None:

@@ -16,6 +16,11 @@ UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
 ID_TOKEN_FORMAT = "http://openid.net/specs/openid-connect-core-1_0.html#IDToken"
 UNREACHABLE = "UMA Authorization Server Unreachable"
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
+# TKT-4: every ticket the AS hands back must differ from the one it was given.
+SAME_TICKET = (
+    "The authorization server handed back the ticket it was given instead of a new one, "
+    "so the request stops here."
+)
 
 
 @dataclass
@@ -183,6 +188,8 @@ class UmaClient:
             return None
         error = answer.get("error")
         ticket_back = answer.get("ticket")
+        if error in ("need_info", "request_submitted") and ticket_back == ticket:
+            return Failed(SAME_TICKET)
         if error == "need_info" and answer.get("redirect_user") and isinstance(ticket_back, str):
             # Only to the AS's own claims endpoint: never an open redirect for the AS's answer.
             endpoint = metadata.get("claims_interaction_endpoint")

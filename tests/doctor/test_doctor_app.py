@@ -309,6 +309,25 @@ def test_cancelling_at_the_as_ends_the_request(apps, doctor, sign_in):
     assert replay.status_code == 400
 
 
+def test_a_claims_redirect_back_with_the_old_ticket_is_refused(apps, doctor, sign_in):
+    """TKT-4 (C, SHOULD): the ticket on the way back from the claims interaction endpoint
+    must differ from the one sent there; the same one ends the request, nothing is redeemed."""
+    share_history_with_carol(apps)
+    carol = sign_in("carol")
+    forget_id_tokens(doctor)
+    first = carol.get(
+        f"{apps.doctor_url}/open?url={quote(open_url(apps, 'history'))}", allow_redirects=False
+    )
+    sent = parse_qs(urlsplit(first.headers["Location"]).query)
+    ticket, state = sent["ticket"][0], sent["state"][0]
+    back = carol.get(f"{apps.doctor_url}/uma/claims-callback?ticket={ticket}&state={state}")
+    assert back.status_code == 502 and "instead of a new one" in back.text
+    session = doctor.extensions["doctor_db"].scoped()
+    assert session.scalar(select(PendingAction.status)) == "failed"
+    session.close()
+    assert the_wallet(doctor).rpt is None
+
+
 def test_an_unknown_authorization_server_gets_nothing(apps, doctor, sign_in):
     """Only the configured AS receives the client secret and the person's tokens."""
     doctor.extensions["doctor_uma"].trusted = frozenset(["http://127.0.0.1:9"])

@@ -3,10 +3,10 @@
 from datetime import UTC, datetime
 
 import pytest
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 
 from doctor_client.chart import readings_from, render
-from doctor_client.uma import Failed, Tokens, UmaClient, parse_challenge
+from doctor_client.uma import SAME_TICKET, Failed, Tokens, UmaClient, Waiting, parse_challenge
 from tests.conftest import LiveServer, free_port
 
 
@@ -56,6 +56,16 @@ def test_the_chart_is_an_svg_with_three_lines():
     assert render([]).count("<polyline") == 0
 
 
+def answered_by(app: Flask, ask):
+    """``ask(base_url)`` against ``app`` served on a free loopback port: another app faked
+    at the HTTP boundary."""
+    server = LiveServer(app, free_port()).start()
+    try:
+        return ask(server.url)
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
@@ -69,7 +79,7 @@ def test_the_chart_is_an_svg_with_three_lines():
 )
 def test_a_403_with_the_rs3_warning_passes_on_the_ehrs_reason(body, expected):
     """RS-3: the EHR's 403 + Warning ends the dance; the person reads the EHR's reason when
-    it gives one (faked at the HTTP boundary: only the EHR's answer matters here)."""
+    it gives one."""
     ehr = Flask("fake-ehr")
 
     @ehr.get("/records")
@@ -79,9 +89,44 @@ def test_a_403_with_the_rs3_warning_passes_on_the_ehrs_reason(body, expected):
         response.headers["Warning"] = '199 - "UMA Authorization Server Unreachable"'
         return response
 
-    server = LiveServer(ehr, free_port()).start()
-    try:
-        outcome = UmaClient("doctor", "secret").call("GET", server.url + "/records", Tokens())
-    finally:
-        server.stop()
+    client = UmaClient("doctor", "secret")
+    outcome = answered_by(ehr, lambda url: client.call("GET", url + "/records", Tokens()))
     assert outcome == Failed(expected)
+
+
+@pytest.mark.parametrize(
+    ("error", "fresh", "expected"),
+    [
+        ("need_info", False, Failed(SAME_TICKET)),
+        ("request_submitted", False, Failed(SAME_TICKET)),
+        ("request_submitted", True, "waiting"),
+    ],
+)
+def test_a_ticket_handed_back_unchanged_is_refused(error, fresh, expected):
+    """TKT-4 (C, SHOULD): the client checks that the ticket in need_info or request_submitted
+    differs from the one it presented (the fake AS breaks TKT-4 unless ``fresh``)."""
+    fake_as = Flask("fake-as")
+
+    @fake_as.get("/.well-known/uma2-configuration")
+    def discovery():
+        base = request.host_url.rstrip("/")
+        return jsonify(issuer=base, token_endpoint=base + "/token")
+
+    @fake_as.post("/token")
+    def token():
+        presented = request.form["ticket"]
+        ticket = presented + "-new" if fresh else presented
+        if error == "need_info":
+            claims = request.host_url + "rqp/claims"
+            return jsonify(error=error, ticket=ticket, redirect_user=claims), 403
+        return jsonify(error=error, ticket=ticket, interval=5), 403
+
+    def redeem(url):
+        client = UmaClient("doctor", "secret", trusted=frozenset({url}))
+        return client.redeem(url, "ticket-1", Tokens())
+
+    outcome = answered_by(fake_as, redeem)
+    if expected == "waiting":
+        assert isinstance(outcome, Waiting) and outcome.ticket == "ticket-1-new"
+    else:
+        assert outcome == expected
