@@ -1,10 +1,13 @@
-"""Command line: ``uma-health-as seed-demo | rotate-key | serve``."""
+"""Command line: ``uma-health-as seed-demo | rotate-key | purge-expired | serve``."""
 
 import argparse
 import sys
+from datetime import timedelta
 
 from . import create_app, db
+from .housekeeping import purge_expired
 from .keys import rotate_signing_key
+from .models import utcnow
 from .seed import seed_demo
 
 
@@ -13,6 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("seed-demo", help="create the demo people and clients (idempotent)")
     sub.add_parser("rotate-key", help="start signing with a new key; old keys stay published")
+    sub.add_parser(
+        "purge-expired",
+        help="delete tickets, RPTs, PCTs, tokens and codes expired more than "
+        "AS_KEEP_EXPIRED_SECONDS ago",
+    )
     serve = sub.add_parser("serve", help="run the development server (make demo uses gunicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8400)
@@ -27,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.command == "rotate-key":
             print("now signing with key", rotate_signing_key(db.session()))
+        elif args.command == "purge-expired":
+            keep = timedelta(seconds=app.config["KEEP_EXPIRED_SECONDS"])
+            deleted = purge_expired(db.session(), utcnow(), keep)
+            print("expired rows deleted:", ", ".join(f"{n} {t}" for t, n in deleted.items()))
+    # The commands' connections go now, not at interpreter exit (a pool's way of leaking).
+    app.extensions["authz_db"].engine.dispose()
     if args.command == "serve":
         app.run(host=args.host, port=args.port)
     return 0

@@ -24,6 +24,9 @@ DEFAULTS = {
     # RPTs are short-lived (SEC-USER-SWITCH); PCTs spare the requester repeated sign-ins.
     "RPT_TTL": 300,
     "PCT_TTL": 30 * 24 * 3600,
+    # Expired tickets, RPTs, PCTs, tokens and codes stay this long before
+    # `uma-health-as purge-expired` deletes them (see housekeeping.py).
+    "KEEP_EXPIRED_SECONDS": 24 * 3600,
     # Seconds a client should wait between request_submitted polls.
     "UMA_POLL_INTERVAL": 5,
     # A superseded signing key stays in the JWKS this long, so tokens it signed still verify.

@@ -3,7 +3,8 @@
 The demo runs on http://localhost, which Authlib's own rule allows. Any other host must be
 reached over https (directly, or behind a proxy that sets X-Forwarded-Proto and is trusted
 with AS_TRUSTED_PROXIES), unless AUTHLIB_INSECURE_TRANSPORT is set (docker-compose needs
-neither: its containers share the host network and use localhost). Without this guard Authlib raises InsecureTransportError mid-request.
+neither: its containers share the host network and use localhost). Without this guard,
+Authlib raises InsecureTransportError mid-request.
 """
 
 from authlib.common.security import is_secure_transport

@@ -114,6 +114,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     for command in (
         ("authz_server.cli", "seed-demo"),
+        ("authz_server.cli", "purge-expired"),
         ("records_server.cli", "seed-demo"),
         ("doctor_client.cli", "init-db"),
     ):
