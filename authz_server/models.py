@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -213,6 +214,17 @@ class PermissionTicket(Base):
     """A permission ticket (UMA Grant §3.2): single-use, short-lived, stored as a digest."""
 
     __tablename__ = "permission_tickets"
+    # Deleting a ticket nulls the previous_id pointing at it: without this index, each
+    # deletion scans the table (purge_expired went quadratic). Partial, so the permission
+    # request's INSERT (previous_id NULL) adds no index entry.
+    __table_args__ = (
+        Index(
+            "ix_permission_tickets_previous",
+            "previous_id",
+            sqlite_where=text("previous_id IS NOT NULL"),
+            postgresql_where=text("previous_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_digest: Mapped[str] = mapped_column(String(64), unique=True)

@@ -137,3 +137,18 @@ def test_the_command_line_purges_with_the_configured_keep(app, monkeypatch, caps
     monkeypatch.setenv("AS_KEEP_EXPIRED_SECONDS", str(2 * 24 * 3600))
     assert cli.main(["purge-expired"]) == 0
     assert "1 pcts" in capsys.readouterr().out
+
+
+def test_a_deleted_tickets_successor_is_found_by_index(app):
+    """Deleting a ticket nulls the previous_id of the ticket that replaced it; without an
+    index on previous_id each deletion scans the table (bench/purge_expired.py: 20,000
+    tickets took 74 s on SQLite and 27 s on PostgreSQL without it, 0.14 s with it)."""
+    lookup = "SELECT id FROM permission_tickets WHERE previous_id = 1"
+    engine = app.extensions["authz_db"].engine
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = " ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + lookup))
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table is scanned anyway
+            plan = " ".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + lookup))
+    assert "ix_permission_tickets_previous" in plan
