@@ -1,4 +1,5 @@
-"""A missing broker skips a leg on a developer's machine and fails it in CI (CI must run it)."""
+"""A missing part (a broker, PostgreSQL, a compose CLI) skips a test on a developer's machine
+and fails it in CI, because CI must run every leg."""
 
 import pytest
 
