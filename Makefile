@@ -56,6 +56,7 @@ demo-reset:
 	rm -f instance/records_server.db instance/records_server.db-wal instance/records_server.db-shm
 	rm -f instance/doctor_client.db instance/doctor_client.db-wal instance/doctor_client.db-shm
 	rm -f instance/mqtt_broker.db instance/mqtt_broker.db-wal instance/mqtt_broker.db-shm
+	rm -f instance/*.db-migrate.lock
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

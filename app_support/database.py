@@ -9,12 +9,7 @@ from datetime import UTC, datetime
 from flask import Flask
 from sqlalchemy import DateTime, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import (
-    DisconnectionError,
-    IntegrityError,
-    OperationalError,
-    ProgrammingError,
-)
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 
@@ -127,18 +122,27 @@ class Database:
     def __init__(self, url: str, metadata):
         self.engine = make_engine(url)
         self.metadata = metadata
+        self.history = None  # set by prepare_schema
         self.scoped = scoped_session(sessionmaker(bind=self.engine, expire_on_commit=False))
 
-    def create_all(self, attempts: int = 5) -> None:
-        """Create missing tables; workers starting together may race on the same CREATE."""
-        for attempt in range(attempts):
-            try:
-                self.metadata.create_all(self.engine)
-                return
-            except (OperationalError, ProgrammingError, IntegrityError):
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+    def prepare_schema(self, history, upgrade: bool) -> None:
+        """Migrate the database to the code's schema (the CLIs, the tests), or only check
+        that it is there (a served app), raising SchemaMismatch when it is not."""
+        self.history = history
+        try:
+            if upgrade:
+                history.upgrade(self.engine)
+            else:
+                history.check(self.engine)
+        except Exception:
+            self.engine.dispose()  # the app is not built: nobody else would close its pool
+            raise
+
+    def health(self) -> tuple[dict, int]:
+        """The ``/healthz`` answer: ok only while the schema matches the code."""
+        from .migrations import health
+
+        return health(self.history, self.engine)
 
     def init_app(self, app: Flask, key: str) -> "Database":
         app.extensions[key] = self

@@ -13,6 +13,7 @@ from app_support import trace, ui
 from . import config as config_module
 from . import db, oauth2
 from .discovery import SCOPES_SUPPORTED
+from .schema import MIGRATIONS
 
 csrf = CSRFProtect()
 
@@ -28,8 +29,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # tied to the session instead
 
     database = db.init_app(app, app.config["DATABASE_URL"])
-    if app.config.get("CREATE_TABLES", True):
-        database.create_all()
+    database.prepare_schema(MIGRATIONS, upgrade=app.config["MIGRATE_ON_START"])
     _install_trace(app, database)
 
     with app.app_context():

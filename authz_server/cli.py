@@ -1,13 +1,18 @@
-"""Command line: ``uma-health-as seed-demo | rotate-key | purge-expired | serve``."""
+"""Command line: ``uma-health-as seed-demo | rotate-key | purge-expired | db | serve``.
+
+Every command but ``db`` first migrates the database to the code's schema."""
 
 import argparse
 import sys
 from datetime import timedelta
 
-from . import create_app, db
+from app_support.migrations import SchemaMismatch, add_db_commands, refuse, run_db_cli
+
+from . import config, create_app, db
 from .housekeeping import purge_expired
 from .keys import rotate_signing_key
 from .models import utcnow
+from .schema import MIGRATIONS
 from .seed import seed_demo
 
 
@@ -21,12 +26,18 @@ def main(argv: list[str] | None = None) -> int:
         help="delete tickets, RPTs, PCTs, tokens and codes expired more than "
         "AS_KEEP_EXPIRED_SECONDS ago",
     )
+    add_db_commands(sub, parser.prog)
     serve = sub.add_parser("serve", help="run the development server (make demo uses gunicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8400)
     args = parser.parse_args(argv)
+    if args.command == "db":
+        return run_db_cli(args, MIGRATIONS, config.from_environ()["DATABASE_URL"])
 
-    app = create_app()
+    try:
+        app = create_app({"MIGRATE_ON_START": True})
+    except SchemaMismatch as error:
+        return refuse(parser.prog, error)
     with app.app_context():
         if args.command == "seed-demo":
             seed_demo(db.session())

@@ -8,6 +8,9 @@ DEFAULTS = {
     # The issuer may carry a path (http://host/realms/x); every route then lives under it.
     "ISSUER": "http://localhost:8400",
     "DATABASE_URL": "sqlite:///instance/authz_server.db",
+    # Run the schema migrations when the app is built (the CLIs and the tests do). Off, a
+    # served app only checks the schema and refuses to start on one its code does not match.
+    "MIGRATE_ON_START": False,
     # None → a random key generated once and kept in the database, shared by all workers.
     "SECRET_KEY": None,
     "SESSION_COOKIE_NAME": "uma_as_session",

@@ -1,5 +1,7 @@
 """Entry point for gunicorn: ``gunicorn authz_server.wsgi:app``."""
 
+from app_support.migrations import wsgi_app
+
 from . import create_app
 
-app = create_app()
+app = wsgi_app(create_app, "uma-health-as")

@@ -124,6 +124,7 @@ class EhrDatabase(ScratchDatabase):
 
         app = create_app(
             {
+                "MIGRATE_ON_START": True,
                 "DATABASE_URL": self.url,
                 "SYNC_ON_START": False,
                 "SECRET_KEY": "bench",

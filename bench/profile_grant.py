@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         seed_database(database.url, base)
-        app = create_app({"DATABASE_URL": database.url, "ISSUER": base})
+        app = create_app({"MIGRATE_ON_START": True, "DATABASE_URL": database.url, "ISSUER": base})
         wrapped = ProfiledApp(app, profile=not args.no_profile)
         server = make_server("127.0.0.1", port, wrapped, threaded=False)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})

@@ -76,7 +76,9 @@ def measure(backend: str, n: int) -> None:
     database = AuthzDatabase(backend)
     try:
         seed_database(database.url, "http://127.0.0.1:1")
-        app = create_app({"DATABASE_URL": database.url, "ISSUER": "http://127.0.0.1:1"})
+        app = create_app(
+            {"MIGRATE_ON_START": True, "DATABASE_URL": database.url, "ISSUER": "http://127.0.0.1:1"}
+        )
         with app.app_context():
             session = db.session()
             fill(session, n)

@@ -528,7 +528,7 @@ def seed_database(url: str, issuer: str) -> None:
     from authz_server import create_app, db
     from authz_server.seed import seed_demo
 
-    app = create_app({"DATABASE_URL": url, "ISSUER": issuer})
+    app = create_app({"MIGRATE_ON_START": True, "DATABASE_URL": url, "ISSUER": issuer})
     with app.app_context():
         seed_demo(db.session())
     app.extensions["authz_db"].scoped.remove()

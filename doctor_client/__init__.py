@@ -23,10 +23,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config[name] = app.config[name].rstrip("/")
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
 
-    from .models import FlowLink, ProtocolMessage, Setting  # gives create_all its tables
+    from .models import FlowLink, ProtocolMessage, Setting
+    from .schema import MIGRATIONS
 
     database = db.init_app(app, app.config["DATABASE_URL"])
-    database.create_all()
+    database.prepare_schema(MIGRATIONS, upgrade=app.config["MIGRATE_ON_START"])
     as_issuer = app.config["AS_ISSUER"]
     trace.install(
         app,

@@ -13,6 +13,9 @@ DEFAULTS = {
     "CLIENT_ID": "doctor-app",
     "CLIENT_SECRET": "doctor-demo-secret",
     "DATABASE_URL": "sqlite:///instance/doctor_client.db",
+    # Run the schema migrations when the app is built (the CLIs and the tests do). Off, a
+    # served app only checks the schema and refuses to start on one its code does not match.
+    "MIGRATE_ON_START": False,
     "SECRET_KEY": None,
     "SESSION_COOKIE_NAME": "uma_doctor_session",
     # Lax: the cookie rides along top-level navigations (the OAuth redirects between the

@@ -1,17 +1,22 @@
-"""Command line: ``uma-health-ehr seed-demo | sync | provision | retire | ingest | serve``."""
+"""Command line: ``uma-health-ehr seed-demo | sync | provision | retire | ingest | db | serve``.
+
+Every command but ``db`` and ``ingest`` first migrates the database to the code's schema."""
 
 import argparse
 import sys
 
 from sqlalchemy import select
 
-from . import create_app, db
+from app_support.migrations import SchemaMismatch, add_db_commands, refuse, run_db_cli
+
+from . import config, create_app, db
 from .as_client import ASUnavailable, NotRegistered
 from .db import utcnow
 from .ingest import main as ingest_main
 from .models import Device
 from .pats import NotLinked
 from .registration import deregister_one, sync_all
+from .schema import MIGRATIONS
 from .seed import provision, seed_demo
 
 
@@ -26,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     retire = sub.add_parser("retire", help="stop a device: drop its readings, deregister its feed")
     retire.add_argument("device_id")
     sub.add_parser("ingest", help="take device readings from MQTT (see records_server.ingest)")
+    add_db_commands(sub, parser.prog)
     serve = sub.add_parser("serve", help="run the development server (make demo uses gunicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8401)
@@ -34,9 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         return ingest_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "db":
+        return run_db_cli(args, MIGRATIONS, config.from_environ()["DATABASE_URL"])
 
     # Seeding must work before the AS is up; syncing is this command's explicit job.
-    app = create_app({"SYNC_ON_START": args.command == "serve"})
+    try:
+        app = create_app({"SYNC_ON_START": args.command == "serve", "MIGRATE_ON_START": True})
+    except SchemaMismatch as error:
+        return refuse(parser.prog, error)
     try:
         return _run(app, args)
     finally:

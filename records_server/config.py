@@ -13,6 +13,9 @@ DEFAULTS = {
     "CLIENT_ID": "ehr",
     "CLIENT_SECRET": "ehr-demo-secret",
     "DATABASE_URL": "sqlite:///instance/records_server.db",
+    # Run the schema migrations when the app is built (the CLIs and the tests do). Off, a
+    # served app only checks the schema and refuses to start on one its code does not match.
+    "MIGRATE_ON_START": False,
     # None → a random key generated once and kept in the database, shared by all workers.
     "SECRET_KEY": None,
     "SESSION_COOKIE_NAME": "uma_ehr_session",

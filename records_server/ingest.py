@@ -24,6 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from app_support.migrations import SchemaMismatch, refuse
+
 from .as_client import ASUnavailable, NotRegistered
 from .db import utcnow
 from .device_wire import QOS, SUBSCRIPTIONS, BadMessage, parse_announce, parse_reading, parse_topic
@@ -300,7 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    app = create_app({"SYNC_ON_START": False})
+    try:
+        app = create_app({"SYNC_ON_START": False})
+    except SchemaMismatch as error:  # the launcher migrates first; a bare start may not have
+        return refuse(parser.prog, error)
     ingestor = Ingestor(app, args.broker, args.client_id).start()
     done = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -39,6 +39,7 @@ class Demo:
             AS_UMA_POLL_INTERVAL="1",
             EHR_INTROSPECTION_CACHE_SECONDS="1",
         )
+        self.directory, self.env = directory, env
         self.log = directory / "demo.log"
         with open(self.log, "wb") as log:
             # The launcher keeps each app's SQLite database under instance/ of its directory.
@@ -137,3 +138,24 @@ def test_no_demo_is_one_line_and_exit_2():
         f"uma-health scenario: the authorization server at {nowhere} did not answer; is the "
         "demo running (make demo)? Otherwise point --as-url/--ehr-url/--doctor-url at it.\n"
     )
+
+
+def test_the_launcher_stops_on_a_schema_changed_under_it(demo):
+    """Runs last: it ends the module's demo. The doctor app's database downgraded behind the
+    running demo (another version's code, say): the launcher sees /healthz say so, names the
+    command that mends it, and stops everything instead of serving pages that answer 500."""
+    downgrade = subprocess.run(
+        [sys.executable, "-m", "doctor_client.cli", "db", "downgrade", "base"],
+        cwd=demo.directory,
+        env=demo.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert downgrade.returncode == 0, downgrade.stderr
+    assert demo.process.wait(timeout=30) == 1
+    log = demo.log.read_text()
+    assert (
+        "make demo: Doctor app: the doctor database has no schema yet: run "
+        "`uma-health-doctor db upgrade`; stopping everything"
+    ) in log

@@ -199,7 +199,7 @@ def traced_app(tmp_path, enabled: bool):
     app = Flask(__name__)
     app.config["TRACE_ENABLED"] = enabled
     database = Database(f"sqlite:///{tmp_path}/trace.db", Base.metadata).init_app(app, "db")
-    database.create_all()
+    Base.metadata.create_all(database.engine)
     trace.install(app, database, "ehr", Message, Link, incoming_peer=lambda request: "client")
 
     @app.post("/api/thing")

@@ -8,18 +8,21 @@ EHR, the doctor app (each under gunicorn), the EHR's MQTT ingestion, one BP moni
 Only orchestration: every part is its own process, talking HTTP and MQTT.
 """
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 # (variable that moves it, default port)
 PORTS = {"AS_PORT": 8400, "EHR_PORT": 8401, "DOCTOR_PORT": 8402}
 MQTT_PORTS = (1883, 1884)  # the embedded broker takes the first free one (or MQTT_PORT)
 HEALTH_TIMEOUT = 60
+HEALTH_EVERY = 5  # seconds between checks of the running apps' /healthz
 
 
 def port_free(port: int) -> bool:
@@ -57,19 +60,52 @@ def fail(message: str) -> int:
     return 1
 
 
-def wait_healthy(name: str, url: str, process: subprocess.Popen) -> bool:
+def health_problem(url: str) -> str | None:
+    """What an app's ``/healthz`` reports as wrong (its database's schema), None when healthy;
+    raises OSError while it does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return None
+    except urllib.error.HTTPError as error:
+        try:
+            return json.loads(error.read()).get("problem") or f"/healthz answered {error.code}"
+        except ValueError:
+            return f"/healthz answered {error.code}"
+
+
+def wait_healthy(name: str, url: str, process: subprocess.Popen) -> str | None:
+    """None once the app answers healthy; otherwise why it did not."""
     deadline = time.monotonic() + HEALTH_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            return False
+            return f"{name} stopped (see the log above)"
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return True
+            problem = health_problem(url)
         except OSError:
-            pass
-        time.sleep(0.3)
-    return False
+            time.sleep(0.3)
+            continue
+        return problem and f"{name}: {problem}"
+    return f"{name} did not become healthy at {url} (see the log above)"
+
+
+def watch(processes: list[tuple[str, subprocess.Popen]], health_urls: dict[str, str]) -> str:
+    """Wait until a part stops or an app reports its database's schema wrong (a downgrade or
+    another version's code on the same database); say which."""
+    checked = time.monotonic()
+    while True:
+        died = [name for name, process in processes if process.poll() is not None]
+        if died:
+            return f"{', '.join(died)} stopped; stopping the rest"
+        if time.monotonic() - checked >= HEALTH_EVERY:
+            checked = time.monotonic()
+            for name, url in health_urls.items():
+                try:
+                    problem = health_problem(url)
+                except OSError:
+                    continue  # a busy app answers late; a dead one is caught above
+                if problem:
+                    return f"{name}: {problem}; stopping everything"
+        time.sleep(0.5)
 
 
 def _interrupt(*_args) -> None:
@@ -109,7 +145,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
 
-    # Seeding also creates each app's tables, before several workers could race to.
+    # Each command first migrates its app's database to the code's schema (Alembic); the
+    # served apps only check it, and /healthz reports a mismatch.
     # From here on SIGTERM behaves like Ctrl-C, so no part is left running on its port.
     signal.signal(signal.SIGTERM, _interrupt)
     for command in (
@@ -150,11 +187,14 @@ def main() -> int:
             ("EHR", "EHR_PORT", "records_server.wsgi:app", env["EHR_URL"]),
             ("Doctor app", "DOCTOR_PORT", "doctor_client.wsgi:app", env["DOCTOR_URL"]),
         ]
-        for name, port_name, target, url in apps:
+        health_urls = {}
+        for name, port_name, target, _url in apps:
             process = start(name, *gunicorn, "--bind", f"127.0.0.1:{ports[port_name]}", target)
-            if not wait_healthy(name, f"http://127.0.0.1:{ports[port_name]}/healthz", process):
+            health_urls[name] = f"http://127.0.0.1:{ports[port_name]}/healthz"
+            problem = wait_healthy(name, health_urls[name], process)
+            if problem:
                 stop_all()
-                return fail(f"{name} did not become healthy at {url}/healthz (see the log above)")
+                return fail(problem)
         start("EHR ingestion", python, "-m", "records_server.ingest", "--broker", env["MQTT_URL"])
         start(
             "BP monitor",
@@ -180,11 +220,9 @@ def main() -> int:
             "Ctrl-C stops everything.\n",
             flush=True,
         )
-        while all(p.poll() is None for _n, p in processes):
-            time.sleep(0.5)
-        died = [n for n, p in processes if p.poll() is not None]
+        problem = watch(processes, health_urls)
         stop_all()
-        return fail(f"{', '.join(died)} stopped; stopping the rest")
+        return fail(problem)
     except KeyboardInterrupt:
         print("\numa-health demo stopped.")
         return 0

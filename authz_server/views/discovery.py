@@ -36,8 +36,10 @@ def uma2_config():
 
 @bp.route("/healthz")
 def healthz():
-    """Liveness, for the demo launcher and container health checks."""
-    return jsonify(status="ok")
+    """Liveness, for the demo launcher and container health checks; 503 on a database whose
+    schema this code does not match."""
+    body, status = current_app.extensions["authz_db"].health()
+    return jsonify(body), status
 
 
 KEYCLOAK_ALIASES = {

@@ -67,7 +67,8 @@ def _checked(url: str | None) -> str:
 
 @bp.get("/healthz")
 def healthz():
-    return jsonify(status="ok")
+    body, status = current_app.extensions["doctor_db"].health()
+    return jsonify(body), status
 
 
 @bp.get("/")

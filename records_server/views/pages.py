@@ -36,7 +36,8 @@ def _margin() -> int:
 
 @bp.get("/healthz")
 def healthz():
-    return jsonify(status="ok")
+    body, status = current_app.extensions["ehr_db"].health()
+    return jsonify(body), status
 
 
 @bp.get("/")

@@ -22,6 +22,7 @@ DOCTOR_AUTH = ("doctor-app", "doctor-demo-secret")
 def build_app(database_url, signing_jwk, **overrides):
     config = {
         "TESTING": True,
+        "MIGRATE_ON_START": True,
         "DATABASE_URL": database_url,
         "ISSUER": ISSUER,
         "INITIAL_SIGNING_JWK": signing_jwk,

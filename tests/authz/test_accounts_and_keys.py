@@ -1,6 +1,8 @@
 """People, secrets shared by workers, and signing-key rotation."""
 
 import os
+import subprocess
+import sys
 import time
 
 import jwt
@@ -48,10 +50,10 @@ def test_service_accounts_cannot_sign_in(client):
 
 def test_two_workers_share_the_session_key_and_the_signing_key(database_url):
     """State lives in the database: a second process on the same DB signs and reads alike."""
-    first = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    first = create_app({"MIGRATE_ON_START": True, "DATABASE_URL": database_url, "TESTING": True})
     with first.app_context():
         seed_demo(db.session(), password_method="pbkdf2:sha256:1000")
-    second = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    second = create_app({"MIGRATE_ON_START": True, "DATABASE_URL": database_url, "TESTING": True})
     assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
     assert len(first.config["SECRET_KEY"]) >= 40
     assert first.test_client().get("/jwks").json == second.test_client().get("/jwks").json
@@ -102,6 +104,8 @@ def test_gunicorn_workers_publish_one_key(tmp_path):
         "AS_DATABASE_URL": f"sqlite:///{tmp_path / 'as.db'}",
     }
     env.pop("DATABASE_URL", None)
+    # As make demo does: the schema first, then the workers (which only check it).
+    subprocess.run([sys.executable, "-m", "authz_server.cli", "db", "upgrade"], env=env, check=True)
     with gunicorn("authz_server.wsgi:app", port, env, tmp_path, ready_path="/jwks"):
         kids = set()
         with requests.Session() as http:

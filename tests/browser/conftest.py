@@ -39,6 +39,7 @@ class Stack:
             as_db.session().commit()
         self.ehr_app = create_ehr(
             {
+                "MIGRATE_ON_START": True,
                 "DATABASE_URL": f"sqlite:///{tmp / 'ehr.db'}",
                 "AS_ISSUER": self.as_url,
                 "PUBLIC_URL": self.ehr_url,
@@ -50,6 +51,7 @@ class Stack:
             seed_ehr(ehr_db.session())
         self.doctor_app = create_doctor(
             {
+                "MIGRATE_ON_START": True,
                 "DATABASE_URL": f"sqlite:///{tmp / 'doctor.db'}",
                 "AS_ISSUER": self.as_url,
                 "EHR_URL": self.ehr_url,

@@ -25,6 +25,7 @@ def doctor(apps, linked, ehr_database_url, tmp_path):
     app = create_app(
         {
             "TESTING": True,
+            "MIGRATE_ON_START": True,
             "DATABASE_URL": database,
             "AS_ISSUER": apps.as_server.url,
             "EHR_URL": apps.ehr_url,

@@ -109,6 +109,7 @@ def apps(database_url, ehr_database_url, signing_jwk, monkeypatch):
     as_server = LiveServer(as_app, as_port).start()
     config = {
         "TESTING": True,
+        "MIGRATE_ON_START": True,
         "DATABASE_URL": ehr_database_url,
         "AS_ISSUER": as_server.url,
         "PUBLIC_URL": ehr_url,
