@@ -4,6 +4,7 @@ Every call needs a PAT; the PAT names the owner, its client names the resource s
 """
 
 import functools
+from urllib.parse import urlsplit
 
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, current_app, g, jsonify, request, url_for
@@ -73,8 +74,16 @@ def _body():
     return parse_json(request.get_data(), request.content_type)
 
 
+def _issuer_url(endpoint: str, **values) -> str:
+    """An absolute URL below the issuer. Not the request's host: behind a balancer that
+    rewrites Host it names one node, which the client may not reach (and which differs from
+    node to node)."""
+    issuer = urlsplit(current_app.config["ISSUER"])
+    return f"{issuer.scheme}://{issuer.netloc}{url_for(endpoint, **values)}"
+
+
 def _policy_uri(resource_id: str) -> str:
-    return url_for("console.resource", resource_id=resource_id, _external=True)
+    return _issuer_url("console.resource", resource_id=resource_id)
 
 
 def _not_allowed(allowed: str):
@@ -87,7 +96,7 @@ def _not_allowed(allowed: str):
 def resource_set_collection():
     if request.method == "POST":
         resource = register_resource(db.session(), g.owner_id, g.rs_pk, _body())
-        location = url_for("protection.resource_set_item", resource_id=resource.id, _external=True)
+        location = _issuer_url("protection.resource_set_item", resource_id=resource.id)
         return _json(
             {"_id": resource.id, "user_access_policy_uri": _policy_uri(resource.id)},
             201,

@@ -102,6 +102,20 @@ def test_create_is_201_with_location_id_and_policy_uri(client, alice_pat):
     assert read.status_code == 200
 
 
+def test_urls_handed_out_name_the_issuer_not_the_node(client, alice_pat):
+    """Behind a balancer that rewrites Host, the request names one node; the URLs the AS
+    hands out must still be the issuer's (several nodes, one issuer)."""
+    response = client.post(
+        "/uma/resource_set",
+        json=SPEC_EXAMPLE,
+        headers=bearer(alice_pat),
+        base_url="https://as-node-2.internal:8400",
+    )
+    rid = response.json["_id"]
+    assert response.headers["Location"] == f"http://localhost/uma/resource_set/{rid}"
+    assert response.json["user_access_policy_uri"] == f"http://localhost/console/resources/{rid}"
+
+
 def test_read_returns_the_description_plus_id(client, alice_pat, register):
     """RREG read: 200 with the full description and _id."""
     rid = register(
