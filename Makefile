@@ -10,7 +10,7 @@ export EHR_PORT ?= 8401
 export DOCTOR_PORT ?= 8402
 export WORKERS ?= 2
 
-.PHONY: demo test lint venv clean demo-reset browser screenshots
+.PHONY: demo test lint venv clean demo-reset browser compose-cli balancer screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,11 @@ browser:
 compose-cli:
 	$(call need,docker compose version || command -v docker-compose,docker-compose,tests/test_compose.py)
 
-test: $(STAMP) browser compose-cli
+# tests/test_two_nodes.py runs deploy/haproxy.cfg, the compose profile scale's balancer.
+balancer:
+	$(call need,command -v haproxy || test -x /usr/sbin/haproxy,haproxy,tests/test_two_nodes.py)
+
+test: $(STAMP) browser compose-cli balancer
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # README's screenshots: run the browser tests, copy their pictures to docs/screenshots/.

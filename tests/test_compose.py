@@ -11,7 +11,7 @@ import yaml
 from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = {"authz": "8400", "ehr": "8401", "doctor": "8402"}
+APPS = {"authz": "${AS_NODE_PORT:-8400}", "ehr": "${EHR_NODE_PORT:-8401}", "doctor": "8402"}
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +63,57 @@ def compose_cli() -> list[str] | None:
     return ["docker-compose"] if shutil.which("docker-compose") else None
 
 
-def test_docker_compose_accepts_the_file():
+def compose_config(*options: str, quiet: bool = True) -> subprocess.CompletedProcess:
     cli = compose_cli()
     if cli is None:
         unavailable("no compose CLI: neither `docker compose` nor docker-compose is installed")
+    return subprocess.run(
+        [*cli, "-f", str(ROOT / "docker-compose.yml"), *options, "config"]
+        + (["-q"] if quiet else []),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def test_docker_compose_accepts_the_file():
+    result = compose_config()
+    assert result.returncode == 0, result.stderr
+
+
+SCALE = ("--profile", "postgres", "--profile", "scale", "--env-file", "deploy/scale.env")
+
+
+def test_the_scale_profile_puts_a_balancer_before_two_nodes_of_each():
+    """The balancer takes the public ports (the issuer and the EHR's URL stay the same), and
+    its backends are exactly the nodes' gunicorn addresses."""
+    result = compose_config(*SCALE, quiet=False)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {"authz", "authz-2", "ehr", "ehr-2", "balancer", "postgres"} <= set(services)
+    balancer = services["balancer"]["environment"]
+    for app, backends in (("authz", "AS_NODE_"), ("ehr", "EHR_NODE_")):
+        commands = [services[name]["command"] for name in (app, f"{app}-2")]
+        binds = {command.split("--bind ")[1].split()[0] for command in commands}
+        assert binds == {balancer[f"{backends}1"], balancer[f"{backends}2"]}, app
+    assert (balancer["AS_PORT"], balancer["EHR_PORT"]) == ("8400", "8401")
+    for name in ("authz", "authz-2", "ehr", "ehr-2"):
+        assert services[name]["environment"]["AS_ISSUER"] == "http://localhost:8400"
+        assert services[name]["environment"]["AS_DATABASE_URL"].startswith("postgresql")
+    assert services["authz"]["environment"]["AS_TRUSTED_PROXIES"] == "1"
+
+
+def test_haproxy_accepts_the_balancer_configuration():
+    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    if haproxy is None:
+        unavailable("no haproxy: `make test` installs Debian's package")
+    compose = yaml.safe_load(compose_config(*SCALE, quiet=False).stdout)
+    env = {"PATH": "/usr/bin:/bin", **compose["services"]["balancer"]["environment"]}
+    env["AS_PORT"], env["EHR_PORT"] = "18400", "18401"  # checked, not bound: any port will do
     result = subprocess.run(
-        [*cli, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        [haproxy, "-c", "-f", str(ROOT / "deploy" / "haproxy.cfg")],
+        env=env,
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr

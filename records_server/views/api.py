@@ -5,7 +5,7 @@ Each view parses, asks ``protector.require`` for the scope this request needs, a
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, abort, current_app, jsonify, request, url_for
+from flask import Blueprint, abort, current_app, jsonify, request
 from sqlalchemy import select
 
 from .. import db
@@ -15,6 +15,7 @@ from ..models import Device, Patient, RecordSet
 from ..protector import require
 from ..record_kinds import KINDS, SCOPES, TYPE_BASE
 from ..registration import FEED_TYPE
+from . import public_url
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -44,7 +45,7 @@ def directory(username: str):
             "kind": "record_set",
             "record_set": rs.name,
             "type": TYPE_BASE + rs.name,
-            "uri": url_for("api.read_records", username=username, name=rs.name, _external=True),
+            "uri": public_url("api.read_records", username=username, name=rs.name),
             "resource_scopes": list(SCOPES),
             "protected": protected and rs.uma_resource_id is not None,
         }
@@ -56,9 +57,7 @@ def directory(username: str):
             "kind": "device_feed",
             "device_id": device.device_id,
             "type": FEED_TYPE,
-            "uri": url_for(
-                "api.read_readings", username=username, device_id=device.device_id, _external=True
-            ),
+            "uri": public_url("api.read_readings", username=username, device_id=device.device_id),
             "resource_scopes": ["read"],
             "protected": protected and device.uma_resource_id is not None,
         }
@@ -101,9 +100,7 @@ def add_record_entry(username: str, name: str):
     )
     response = jsonify(entry.resource)
     response.status_code = 201
-    response.headers["Location"] = url_for(
-        "api.read_records", username=username, name=name, _external=True
-    )
+    response.headers["Location"] = public_url("api.read_records", username=username, name=name)
     return response
 
 

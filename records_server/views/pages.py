@@ -19,6 +19,7 @@ from ..oidc import PROTECT_SCOPE, SIGN_IN_SCOPE, authz
 from ..pats import NotLinked, store_link
 from ..record_kinds import KINDS
 from ..registration import register_one, sync_patient, unlink
+from . import public_url
 
 bp = Blueprint("pages", __name__)
 
@@ -26,8 +27,7 @@ AS_DOWN = "The authorization server cannot be reached right now; nothing was cha
 
 
 def _public(endpoint: str) -> str:
-    """An absolute URL of this EHR as browsers (and the AS's registered redirects) know it."""
-    return current_app.config["PUBLIC_URL"].rstrip("/") + url_for(endpoint)
+    return public_url(endpoint)
 
 
 def _margin() -> int:

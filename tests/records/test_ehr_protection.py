@@ -95,6 +95,12 @@ def test_linking_registers_every_record_set_at_the_as(apps, linked):
     assert directory["as_uri"] == apps.as_server.url
     assert all(r["protected"] for r in directory["resources"])
     assert "Protected." in linked.get(apps.ehr_url + "/").text
+    # Asked through a balancer that sent another Host: the URIs still name the public URL.
+    seen_by_a_node = apps.ehr_app.test_client().get(
+        "/api/patients/alice", base_url="http://ehr-node-2.internal:8401"
+    )
+    uris = [resource["uri"] for resource in seen_by_a_node.json["resources"]]
+    assert uris and all(uri.startswith(apps.ehr_url + "/api/patients/alice/") for uri in uris)
 
 
 def test_no_token_gets_401_with_a_ticket_then_an_rpt_reads(apps, linked):
