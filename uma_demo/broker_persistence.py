@@ -55,7 +55,7 @@ from amqtt.mqtt.constants import QOS_1
 from amqtt.plugins.base import BasePlugin
 from amqtt.session import INCOMING, OUTGOING, Session
 
-from .broker_redelivery import RedeliveringHandler
+from .broker_redelivery import RedeliveringHandler, check_amqtt_version
 
 log = logging.getLogger(__name__)
 
@@ -270,4 +270,5 @@ class JournalingHandler(RedeliveringHandler):
 def install() -> None:
     """As broker_redelivery.install(), whose redelivery this handler includes. Without a
     SessionJournal plugin in a broker's configuration its connections behave as before."""
+    check_amqtt_version()
     amqtt.broker.BrokerProtocolHandler = JournalingHandler

@@ -4,9 +4,11 @@ acknowledged when the subscriber goes away is kept and sent again when it reconn
 
 amqtt 0.12 drops such a message from the session when its PUBACK wait ends (the client
 left, or five seconds passed), so the EHR's ingestion, which acknowledges only after its
-batch is committed, lost the readings in flight whenever it stopped.
+batch is committed, lost the readings in flight whenever it stopped. docs/amqtt-redelivery.md
+has a minimal reproduction for upstream.
 """
 
+import amqtt
 import amqtt.broker
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OUTGOING
@@ -26,7 +28,25 @@ class RedeliveringHandler(BrokerProtocolHandler):
                 session.inflight_out[app_message.packet_id] = app_message
 
 
+# The amqtt versions whose private _handle_qos1_message_flow this patch was read against
+# (and the reproduction run with): any other may have changed it, or fixed the bug.
+KNOWN_AMQTT = ("0.12.1",)
+
+
+class UnknownAmqtt(RuntimeError):
+    """The installed amqtt is not one the patch was checked against."""
+
+
+def check_amqtt_version(version: str = amqtt.__version__) -> None:
+    if version not in KNOWN_AMQTT:
+        raise UnknownAmqtt(
+            f"amqtt {version} is not one of {', '.join(KNOWN_AMQTT)}, which the embedded "
+            "broker's redelivery patch was checked against: see docs/amqtt-redelivery.md"
+        )
+
+
 def install() -> None:
     """amqtt.broker builds its handlers from this module attribute (``init_from_connect`` is a
     classmethod on it), so every connection of this process gets the redelivering flow."""
+    check_amqtt_version()
     amqtt.broker.BrokerProtocolHandler = RedeliveringHandler
